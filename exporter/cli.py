@@ -1,0 +1,100 @@
+"""`stackprobe`: run the exporter, or check a config file without running it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+import stackprobe
+from stackprobe.configsource import ConfigError
+
+from . import config as config_mod
+from .probers import PROBERS
+
+DEFAULT_LISTEN_ADDRESS = ":18947"
+EXIT_CONFIG_ERROR = 2
+
+_config_option = click.option(
+    "--config.file", "config_file", type=click.Path(dir_okay=False, path_type=Path), envvar="STACKPROBE_CONFIG",
+    help="Targets to probe (YAML). Default: the embedded example config, which probes this machine's "
+         "MariaDB, Redis and health endpoints. Env: STACKPROBE_CONFIG.")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()), stream=sys.stderr,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+    # httpx logs every request at INFO; one line per probe is noise for an exporter.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _fail_config(error: ConfigError) -> None:
+    for line in error.format_lines():
+        click.echo(f"error: {line}", err=True)
+    sys.exit(EXIT_CONFIG_ERROR)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(stackprobe.__version__, prog_name="stackprobe")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Prometheus exporter for the checks the operations playbooks do by hand.
+
+    Probes MySQL/MariaDB table statistics, Redis, HTTP endpoints, backup freshness and TLS
+    certificates in the background, each target on its own interval, and serves the latest
+    results on /metrics. Without a subcommand, `stackprobe` is `stackprobe run`.
+
+    \b
+    Endpoints: /metrics  /probe?target=NAME[&debug=true]  /-/healthy  /-/ready  / (status page)
+    Exit codes: 0 clean stop, 2 invalid config or arguments.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
+
+
+@main.command()
+@_config_option
+@click.option("--web.listen-address", "listen_address", default=DEFAULT_LISTEN_ADDRESS, show_default=True,
+              envvar="STACKPROBE_LISTEN_ADDRESS",
+              help="HOST:PORT to serve on; ':PORT' listens on all interfaces. 18947 is outside the "
+                   "9100-9999 range of Prometheus' exporter port allocations.")
+@click.option("--web.config.file", "web_config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters.")
+@click.option("--log.level", "log_level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Least severe log level to print.")
+def run(config_file: Path | None = None, listen_address: str = DEFAULT_LISTEN_ADDRESS,
+        web_config_file: Path | None = None, log_level: str = "info") -> None:
+    """Run the exporter until SIGTERM; SIGHUP reloads the config file."""
+    from .runtime import Exporter
+    from .webconfig import load_web_config
+
+    _setup_logging(log_level)
+    try:
+        web_config = load_web_config(web_config_file) if web_config_file else None
+        exporter = Exporter(config_file, listen_address, web_config)
+        asyncio.run(exporter.run())
+    except ConfigError as e:
+        _fail_config(e)
+    except OSError as e:
+        click.echo(f"error: cannot listen on {listen_address}: {e.strerror or e}", err=True)
+        sys.exit(EXIT_CONFIG_ERROR)
+
+
+@main.command("check-config")
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
+def check_config(config_file: Path) -> None:
+    """Validate CONFIG_FILE and list its targets; exit 2 with file:line: field errors if invalid."""
+    try:
+        config = config_mod.parse(config_file)
+    except ConfigError as e:
+        _fail_config(e)
+    for target in config.targets:
+        click.echo(f"{config.prober_of(target):7} {target.name:30} service={target.service} "
+                   f"interval={target.interval:g}s timeout={target.timeout:g}s")
+    click.echo(f"{config_file}: OK, {len(config.targets)} targets ({', '.join(PROBERS)} probers available)")

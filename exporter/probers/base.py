@@ -1,0 +1,150 @@
+"""What every prober shares: the target fields, the probe context, and the error type.
+
+A prober is one module in this package that defines a `PROBER` instance. Its `probe()` fills a
+`ProbeContext` with samples of families declared in `exporter/metrics.py`, or raises
+`ProbeError(reason, message)`. The scheduler owns timing, timeouts and bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import Field, model_validator
+
+from stackprobe.configsource import Duration, StrictModel
+
+from .. import metrics
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+
+class TargetConfig(StrictModel):
+    """Fields every target has, whatever its prober."""
+
+    #: Default probe interval and timeout of this prober's targets, in seconds.
+    default_interval: ClassVar[float] = 60.0
+    default_timeout: ClassVar[float] = 10.0
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique target name; the `target` label.")
+    service: str = Field(pattern=NAME_PATTERN, description="The service (playbook) the target belongs to; the `service` label.")
+    interval: Duration | None = Field(None, description="How often to probe (default per prober).")
+    timeout: Duration | None = Field(None, description="Give up on a probe after this long (default per prober, at most the interval).")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "TargetConfig":
+        interval = self.interval or self.default_interval
+        timeout = self.timeout or min(self.default_timeout, interval)
+        if timeout > interval:
+            raise ValueError(f"timeout ({timeout:g}s) must not exceed interval ({interval:g}s)")
+        object.__setattr__(self, "interval", interval)
+        object.__setattr__(self, "timeout", timeout)
+        return self
+
+
+class SecretRef(StrictModel):
+    """A password named by an environment variable or a file, never written in the config itself."""
+
+    password_env: str | None = Field(None, description="Environment variable holding the password.")
+    password_file: Path | None = Field(None, description="File holding the password (trailing newline stripped); re-read at every probe, so rotated secrets are picked up.")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "SecretRef":
+        if self.password_env and self.password_file:
+            raise ValueError("set password_env or password_file, not both")
+        if self.password_env and self.password_env not in os.environ:
+            raise ValueError(f"environment variable {self.password_env} (password_env) is not set")
+        if self.password_file and not os.access(self.password_file, os.R_OK):
+            raise ValueError(f"password_file {self.password_file} is not readable")
+        return self
+
+    def password(self) -> str | None:
+        if self.password_env:
+            return os.environ.get(self.password_env)
+        if self.password_file:
+            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return None
+
+
+class ProbeError(Exception):
+    """A probe failed for a reason in metrics.ERROR_REASONS; the message must hold no secrets."""
+
+    def __init__(self, reason: str, message: str):
+        if reason not in metrics.ERROR_REASONS:
+            raise ValueError(f"unknown probe error reason {reason!r}")
+        self.reason = reason
+        super().__init__(message)
+
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class ProbeContext:
+    """Collects one probe's samples and log lines; checks every sample against metrics.py."""
+
+    def __init__(self, target: TargetConfig):
+        self.target = target
+        self.deadline = time.monotonic() + target.timeout
+        self.samples: dict[tuple[str, Labels], float] = {}
+        self.observations: list[tuple[str, float]] = []
+        self.log_lines: list[str] = []
+        self._t0 = time.monotonic()
+
+    def remaining(self) -> float:
+        """Seconds left before the target's timeout (never below a millisecond)."""
+        return max(0.001, self.deadline - time.monotonic())
+
+    def set(self, name: str, value: float, **labels: Any) -> None:
+        """Record a gauge or counter sample; labels are those after service/target."""
+        fam = metrics.family(name)
+        if set(labels) != set(fam.labels):
+            raise TypeError(f"{fam.name} takes labels {fam.labels}, got {tuple(labels)}")
+        self.samples[(fam.name, tuple((k, str(labels[k])) for k in fam.labels))] = float(value)
+
+    def observe(self, name: str, value: float) -> None:
+        """Record one observation for a histogram family (accumulated by the scheduler)."""
+        fam = metrics.family(name)
+        if fam.kind != "histogram":
+            raise TypeError(f"{fam.name} is not a histogram")
+        self.observations.append((fam.name, float(value)))
+
+    def log(self, message: str) -> None:
+        """A line for `/probe?debug=true`; must hold no secrets."""
+        self.log_lines.append(f"{time.monotonic() - self._t0:8.3f}s {message}")
+
+
+T = TypeVar("T", bound=TargetConfig)
+
+# Blocking client libraries (pymysql, file I/O) run here rather than in asyncio's default pool,
+# which has only cpu+4 workers: a few hung targets must not starve the others.
+_BLOCKING_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="probe")
+
+
+class Prober(Generic[T]):
+    """One protocol. Subclasses set `name` and `target_model` and implement probe()."""
+
+    name: ClassVar[str]
+    target_model: ClassVar[type[TargetConfig]]
+    summary: ClassVar[str] = ""
+
+    async def probe(self, target: T, ctx: ProbeContext) -> None:
+        raise NotImplementedError
+
+
+class BlockingProber(Prober[T]):
+    """A prober built on a blocking library: probe_blocking() runs in a worker thread.
+
+    The scheduler's timeout abandons the thread's result; the implementation must still pass
+    ctx.remaining() to its socket timeouts so the thread itself ends soon after.
+    """
+
+    async def probe(self, target: T, ctx: ProbeContext) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_BLOCKING_POOL, self.probe_blocking, target, ctx)
+
+    def probe_blocking(self, target: T, ctx: ProbeContext) -> None:
+        raise NotImplementedError

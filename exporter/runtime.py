@@ -1,0 +1,97 @@
+"""The running exporter: config, scheduler, HTTP server and signals wired together.
+
+SIGHUP re-reads the config file; a broken file is logged and the running config kept.
+SIGTERM and SIGINT stop the server and cancel every probe, then return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from stackprobe.configsource import ConfigError
+
+from . import config as config_mod
+from .collector import SnapshotCollector
+from .config import Config
+from .scheduler import Scheduler
+from .server import ExporterApp, serve
+from .snapshot import Snapshot
+from .webconfig import WebConfig
+
+log = logging.getLogger("stackprobe")
+
+
+class Exporter:
+    """One exporter process. `config_path=None` runs the embedded default config."""
+
+    def __init__(self, config_path: Path | None, listen_address: str, web_config: WebConfig | None = None):
+        self.config_path = config_path
+        self.listen_address = listen_address
+        self.web_config = web_config
+        self.snapshot = Snapshot()
+        self.scheduler = Scheduler(self.snapshot)
+        self.reload_ok = True
+        self.reload_success_at: float | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.registry.register(SnapshotCollector(self.snapshot.results, self._state))
+        self.stopped = asyncio.Event()
+        self.server = None
+        #: Called with the bound port once the server listens (tests use it).
+        self.on_listening: Callable[[int], None] | None = None
+
+    def _state(self) -> dict:
+        return {"reload_ok": self.reload_ok, "reload_success_at": self.reload_success_at,
+                "targets": self.scheduler.targets_per_prober()}
+
+    def load(self) -> Config:
+        return config_mod.parse(self.config_path) if self.config_path else config_mod.load_default()
+
+    def reload(self) -> bool:
+        """Re-read the config; keep the running one if the new one is invalid."""
+        try:
+            config = self.load()
+        except ConfigError as e:
+            self.reload_ok = False
+            for line in e.format_lines():
+                log.error("config reload failed, keeping the previous config: %s", line)
+            return False
+        self.scheduler.apply(config)
+        self.reload_ok, self.reload_success_at = True, time.time()
+        log.info("config loaded source=%s targets=%d", config.source, len(config.targets))
+        return True
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or `stopped` is set). The first config must be valid."""
+        loop = asyncio.get_running_loop()
+        config = self.load()  # a ConfigError here is the caller's to report
+        self.scheduler.apply(config)
+        self.reload_success_at = time.time()
+        log.info("config loaded source=%s targets=%d", config.source, len(config.targets))
+        app = ExporterApp(self.registry, self.scheduler, loop, self.web_config)
+        self.server = serve(app, self.listen_address)
+        port = self.server.server_address[1]
+        scheme = "https" if self.web_config and self.web_config.tls_server_config else "http"
+        log.info("listening address=%s url=%s://%s:%d/metrics", self.listen_address, scheme,
+                 self.server.server_address[0], port)
+        if self.on_listening:
+            self.on_listening(port)
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stopped.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+            pass
+        await self.stopped.wait()
+        log.info("shutting down")
+        self.server.shutdown()
+        self.server.server_close()
+        await self.scheduler.stop()

@@ -1,0 +1,122 @@
+"""Probes every target in the background, each on its own interval and under its own timeout.
+
+One asyncio task per target: a slow, hung or failing target only ever delays itself. Blocking
+client libraries run in a worker pool (see probers.base.BlockingProber). Start times are spread
+over the first interval (a hash of the target name) so hundreds of targets do not fire at once,
+and later runs stay on a fixed cadence rather than drifting by each probe's duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import Counter
+
+from .config import Config
+from .probers import PROBERS
+from .probers.base import ProbeContext, ProbeError, TargetConfig
+from .snapshot import Snapshot, TargetResult
+
+log = logging.getLogger("stackprobe.scheduler")
+
+#: First probes of all targets are spread over at most this many seconds after (re)start.
+STARTUP_SPREAD_SECONDS = 10.0
+
+
+async def probe_once(target: TargetConfig, prober_name: str, previous: TargetResult | None = None) -> TargetResult:
+    """Run one probe under the target's timeout and return the next TargetResult."""
+    prober = PROBERS[prober_name]
+    ctx = ProbeContext(target)
+    started = time.monotonic()
+    reason, message = None, ""
+    try:
+        await asyncio.wait_for(prober.probe(target, ctx), timeout=target.timeout)
+    except asyncio.TimeoutError:
+        reason, message = "timeout", f"no result within the {target.timeout:g}s timeout"
+    except ProbeError as e:
+        reason, message = e.reason, str(e)
+    except Exception as e:  # a prober bug must not kill the target's loop
+        log.exception("prober bug target=%s prober=%s", target.name, prober_name)
+        reason, message = "internal", f"{type(e).__name__} (see the exporter log)"
+    duration = time.monotonic() - started
+    if reason:
+        ctx.log(f"probe failed: reason={reason} {message}")
+    else:
+        ctx.log("probe succeeded")
+    base = previous if previous is not None and previous.target == target else TargetResult(target, prober_name)
+    return base.completed(ctx, success=reason is None, reason=reason, message=message,
+                          duration=duration, finished_at=time.time())
+
+
+def _first_delay(target: TargetConfig) -> float:
+    """Deterministic per-target offset, so restarts keep the same spread."""
+    spread = min(target.interval, STARTUP_SPREAD_SECONDS)
+    return (zlib.crc32(target.name.encode()) % 10_000) / 10_000 * spread
+
+
+class Scheduler:
+    """Owns one task per configured target and publishes each result to the snapshot."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
+        self.config: Config | None = None
+        self._tasks: dict[str, tuple[TargetConfig, asyncio.Task]] = {}
+
+    def apply(self, config: Config) -> None:
+        """Start, keep or restart target tasks to match config. Must run on the event loop."""
+        wanted = config.by_name()
+        for name, (target, task) in list(self._tasks.items()):
+            if wanted.get(name) != target:
+                task.cancel()
+                del self._tasks[name]
+        self.snapshot.retain({n for n, t in wanted.items() if n in self._tasks})
+        for name, target in wanted.items():
+            if name not in self._tasks:
+                task = asyncio.create_task(self._loop(target, config.prober_of(target)), name=f"probe:{name}")
+                self._tasks[name] = (target, task)
+        self.config = config
+
+    def targets_per_prober(self) -> dict[str, int]:
+        counts = Counter(self.config.prober_of(t) for t in self.config.targets) if self.config else Counter()
+        return {name: counts.get(name, 0) for name in PROBERS}
+
+    def ready(self) -> bool:
+        """True once every configured target has completed its first probe."""
+        return self.config is not None and all(
+            (r := self.snapshot.get(t.name)) is not None and r.finished_at is not None for t in self.config.targets
+        )
+
+    async def stop(self) -> None:
+        for _, task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*(t for _, t in self._tasks.values()), return_exceptions=True)
+        self._tasks.clear()
+
+    async def _loop(self, target: TargetConfig, prober_name: str) -> None:
+        loop = asyncio.get_running_loop()
+        next_run = loop.time() + _first_delay(target)
+        while True:
+            await asyncio.sleep(max(0.0, next_run - loop.time()))
+            previous = self.snapshot.get(target.name)
+            result = await probe_once(target, prober_name, previous)
+            self.snapshot.publish(result)
+            self._log_transition(previous, result)
+            # Keep the cadence; if a probe overran whole intervals, skip the missed runs.
+            now = loop.time()
+            next_run += target.interval
+            if next_run < now:
+                next_run += ((now - next_run) // target.interval + 1) * target.interval
+
+    @staticmethod
+    def _log_transition(previous: TargetResult | None, result: TargetResult) -> None:
+        t = result.target
+        was_ok = previous.success if previous is not None and previous.finished_at else None
+        if result.success and was_ok is not True:
+            log.info("probe ok target=%s prober=%s service=%s duration=%.3fs", t.name, result.prober, t.service, result.duration)
+        elif not result.success and (was_ok is not False or previous.reason != result.reason):
+            log.warning("probe failed target=%s prober=%s service=%s reason=%s error=%r",
+                        t.name, result.prober, t.service, result.reason, result.message)
+        else:
+            log.debug("probe done target=%s success=%s duration=%.3fs", t.name, result.success, result.duration)

@@ -1,0 +1,222 @@
+"""The exporter's HTTP side: /metrics, /probe, /-/healthy, /-/ready and the status page at /.
+
+A small threaded WSGI server (the one prometheus-client itself uses), so a slow scraper never
+blocks another. /metrics only reads the snapshot; /probe runs one configured target on the
+scheduler's event loop and waits for it. TLS and basic auth come from an exporter-toolkit
+web-config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.registry import Collector
+
+import stackprobe
+
+from .collector import render_results
+from .scheduler import Scheduler, probe_once
+from .snapshot import TargetResult
+from .webconfig import BasicAuth, WebConfig
+
+log = logging.getLogger("stackprobe.server")
+
+StartResponse = Callable[..., object]
+
+
+class _ResultCollector(Collector):
+    """Renders exactly one probe result (the /probe response)."""
+
+    def __init__(self, result: TargetResult):
+        self._result = result
+
+    def collect(self):
+        yield from render_results([self._result]).in_declared_order()
+
+
+class ExporterApp:
+    """The WSGI application; everything it needs is passed in, so tests can build one directly."""
+
+    def __init__(self, registry: CollectorRegistry, scheduler: Scheduler, loop: asyncio.AbstractEventLoop,
+                 web_config: WebConfig | None = None):
+        self.scheduler = scheduler
+        self.loop = loop
+        self.web_config = web_config or WebConfig()
+        self.auth = BasicAuth(self.web_config.basic_auth_users)
+        self._metrics_app = make_wsgi_app(registry)
+        self._routes = {
+            "/": self._status_page,
+            "/metrics": self._metrics_app,
+            "/probe": self._probe,
+            "/-/healthy": self._healthy,
+            "/-/ready": self._ready,
+        }
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        handler = self._routes.get(path)
+        extra_headers = list(self.web_config.http_server_config.headers.items())
+
+        def respond(status, headers, exc_info=None):
+            return start_response(status, list(headers) + extra_headers, exc_info)
+
+        if handler is None:
+            return _text(respond, "404 Not Found", f"no such page: {path}\n")
+        # /-/healthy stays open so container health checks work without credentials; it says
+        # nothing but "OK".
+        if self.auth.enabled and path != "/-/healthy" and not self._authorised(environ):
+            respond("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                         ("WWW-Authenticate", 'Basic realm="stackprobe"')])
+            return [b"Unauthorized\n"]
+        return handler(environ, respond)
+
+    def _authorised(self, environ: dict) -> bool:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return self.auth.check(user, password)
+
+    def _healthy(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
+        return _text(respond, "200 OK", "OK\n")
+
+    def _ready(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
+        if self.scheduler.ready():
+            return _text(respond, "200 OK", "Ready\n")
+        return _text(respond, "503 Service Unavailable", "Not ready: not every target has completed its first probe\n")
+
+    def _probe(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        name = (query.get("target") or [""])[0]
+        config = self.scheduler.config
+        target = config.by_name().get(name) if config else None
+        if target is None:
+            # Only configured targets: /probe must never become a proxy to arbitrary URLs.
+            return _text(respond, "400 Bad Request", f"unknown target {name!r}: /probe only runs targets named in the config\n")
+        future = asyncio.run_coroutine_threadsafe(probe_once(target, config.prober_of(target)), self.loop)
+        try:
+            result = future.result(timeout=target.timeout + 5)
+        except TimeoutError:
+            future.cancel()
+            return _text(respond, "504 Gateway Timeout", f"probe of {name!r} did not finish\n")
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_ResultCollector(result))
+        if (query.get("debug") or [""])[0].lower() == "true":
+            body = "Logs for the probe:\n" + "\n".join(result.log) + "\n\nMetrics that would have been returned:\n"
+            return _text(respond, "200 OK", body + generate_latest(registry).decode())
+        environ = dict(environ, QUERY_STRING="")  # `target` must not be read as a name[] filter
+        return make_wsgi_app(registry)(environ, respond)
+
+    def _status_page(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
+        body = render_status_page(self.scheduler)
+        respond("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [body.encode()]
+
+
+def _text(respond: StartResponse, status: str, body: str) -> list[bytes]:
+    respond(status, [("Content-Type", "text/plain; charset=utf-8")])
+    return [body.encode()]
+
+
+def render_status_page(scheduler: Scheduler) -> str:
+    """Plain server-rendered HTML: links, then one row per target with its latest result."""
+    now = time.time()
+    rows = []
+    config = scheduler.config
+    for target in config.targets if config else ():
+        r = scheduler.snapshot.get(target.name)
+        if r is None or r.finished_at is None:
+            state, cls, duration, reason, age = "pending", "pending", "", "", ""
+        else:
+            state, cls = ("up", "ok") if r.success else ("down", "fail")
+            duration, reason, age = f"{r.duration:.3f}s", r.reason or "", f"{now - r.finished_at:.0f}s ago"
+        message = html.escape(r.message) if r is not None else ""
+        name = html.escape(target.name)
+        rows.append(
+            f'<tr class="{cls}" data-target="{name}"><td>{name}</td><td>{html.escape(target.service)}</td>'
+            f"<td>{config.prober_of(target)}</td><td class=\"state\">{state}</td><td>{duration}</td>"
+            f'<td class="reason" title="{message}">{html.escape(reason)}</td><td>{age}</td>'
+            f'<td><a href="/probe?target={name}&amp;debug=true">debug probe</a></td></tr>'
+        )
+    return _PAGE.format(version=stackprobe.__version__, source=html.escape(config.source if config else ""),
+                        count=len(rows), rows="\n".join(rows))
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>stackprobe</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }}
+tr.ok .state {{ color: #1a7f37; }} tr.fail .state {{ color: #cf222e; font-weight: bold; }} tr.pending .state {{ color: #9a6700; }}
+</style></head>
+<body>
+<h1>stackprobe {version}</h1>
+<p><a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a> ·
+Config: <code>{source}</code></p>
+<h2>Targets ({count})</h2>
+<table id="targets">
+<thead><tr><th>Target</th><th>Service</th><th>Prober</th><th>State</th><th>Duration</th><th>Error reason</th><th>Result age</th><th></th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""
+
+
+class _QuietHandler(WSGIRequestHandler):
+    #: Seconds a client may stay silent before its connection is dropped (slow-loris guard).
+    timeout = 30
+
+    def log_message(self, format: str, *args) -> None:
+        log.debug("http %s %s", self.address_string(), format % args)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    tls_context: ssl.SSLContext | None = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.tls_context is not None:
+            # The handshake happens in the request's own thread, on first read, so a client that
+            # never finishes it cannot stall the accept loop.
+            sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """`:18947`, `0.0.0.0:18947`, `[::1]:18947` or `localhost:18947` -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address {address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def serve(app: ExporterApp, address: str) -> _ThreadingServer:
+    """Bind and start serving in a daemon thread; returns the server (for its port and shutdown)."""
+    host, port = parse_listen_address(address)
+    server_class = type("Server", (_ThreadingServer,), {})
+    if ":" in host:
+        server_class.address_family = socket.AF_INET6
+    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    tls = app.web_config.tls_server_config
+    if tls is not None:
+        server.tls_context = tls.ssl_context()
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

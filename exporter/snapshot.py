@@ -1,0 +1,90 @@
+"""The latest completed result of every target: what /metrics renders.
+
+The scheduler publishes a new immutable `TargetResult` when a probe finishes; readers (the
+collector, the status page) only ever see whole results, never a probe half done, and never
+wait for a probe. Accumulating state (the error counters and the duration histograms) is carried
+from one result to the next, so counters stay monotonic across probes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Mapping
+
+from . import metrics
+from .probers.base import Labels, ProbeContext, TargetConfig
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts (one per bound, then +Inf), sum and count."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> "Histogram":
+        return cls(bounds, (0,) * (len(bounds) + 1))
+
+    def observe(self, value: float) -> "Histogram":
+        first = bisect.bisect_left(self.bounds, value)
+        counts = tuple(c + 1 if i >= first else c for i, c in enumerate(self.counts))
+        return Histogram(self.bounds, counts, self.total + value)
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target's latest completed probe plus the state accumulated since start-up."""
+
+    target: TargetConfig
+    prober: str
+    success: bool = False
+    reason: str | None = None
+    message: str = ""
+    duration: float = 0.0
+    finished_at: float | None = None  # Unix time; None until the first probe completes
+    last_success_at: float | None = None
+    samples: Mapping[tuple[str, Labels], float] = field(default_factory=dict)
+    log: tuple[str, ...] = ()
+    errors: Mapping[str, int] = field(default_factory=dict)
+    histograms: Mapping[str, Histogram] = field(default_factory=dict)
+
+    def completed(self, ctx: ProbeContext, *, success: bool, reason: str | None, message: str,
+                  duration: float, finished_at: float) -> "TargetResult":
+        """The next result after a probe finished; carries the counters and histograms forward."""
+        errors = dict(self.errors)
+        if reason:
+            errors[reason] = errors.get(reason, 0) + 1
+        histograms = dict(self.histograms)
+        for name, value in ctx.observations:
+            hist = histograms.get(name) or Histogram.empty(metrics.family(name).buckets)
+            histograms[name] = hist.observe(value)
+        return replace(
+            self, success=success, reason=reason, message=message, duration=duration,
+            finished_at=finished_at, last_success_at=finished_at if success else self.last_success_at,
+            samples=MappingProxyType(dict(ctx.samples)), log=tuple(ctx.log_lines),
+            errors=MappingProxyType(errors), histograms=MappingProxyType(histograms),
+        )
+
+
+class Snapshot:
+    """Target name -> latest TargetResult. Writers replace whole entries; readers copy the view."""
+
+    def __init__(self) -> None:
+        self._results: dict[str, TargetResult] = {}
+
+    def get(self, name: str) -> TargetResult | None:
+        return self._results.get(name)
+
+    def publish(self, result: TargetResult) -> None:
+        self._results[result.target.name] = result
+
+    def retain(self, names: set[str]) -> None:
+        """Forget targets removed from the config, so their series disappear from /metrics."""
+        self._results = {n: r for n, r in self._results.items() if n in names}
+
+    def results(self) -> list[TargetResult]:
+        return list(self._results.values())

@@ -1,0 +1,1 @@
+"""Grafana dashboards compiled from the KPI catalogue."""
