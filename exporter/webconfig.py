@@ -12,10 +12,10 @@ import hmac
 import ssl
 import threading
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import bcrypt
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from stackprobe.configsource import StrictModel, load
 
@@ -57,18 +57,17 @@ class HTTPServerConfig(StrictModel):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+def _bcrypt_hash(value: str) -> str:
+    if not value.startswith(("$2a$", "$2b$", "$2y$")):
+        raise ValueError("not a bcrypt hash (make one with: htpasswd -nBC 10 USER)")
+    return value
+
+
 class WebConfig(StrictModel):
     tls_server_config: TLSServerConfig | None = None
     http_server_config: HTTPServerConfig = Field(default_factory=HTTPServerConfig)
-    basic_auth_users: dict[str, str] = Field(default_factory=dict)
+    basic_auth_users: dict[str, Annotated[str, AfterValidator(_bcrypt_hash)]] = Field(default_factory=dict)
 
-    @field_validator("basic_auth_users")
-    @classmethod
-    def _bcrypt_hashes(cls, users: dict[str, str]) -> dict[str, str]:
-        for user, hashed in users.items():
-            if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-                raise ValueError(f"the entry of user {user!r} is not a bcrypt hash (make one with: htpasswd -nBC 10 USER)")
-        return users
 
 
 def load_web_config(path: str | Path) -> WebConfig:

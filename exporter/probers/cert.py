@@ -1,0 +1,224 @@
+"""TLS certificates: when does each certificate of a server or of PEM files expire, and is it trusted?
+
+Expiry is an alerting matter, not a probe failure: the probe succeeds whenever it could read at
+least one certificate, expired or not, and alerts compare the exported dates with time().
+For a server the chain is fetched with an unverified handshake, so expired or self-signed
+certificates still report their dates; trust is a separate check (a second, verifying
+handshake), so a broken chain is a metric (`stackprobe_cert_chain_verified` 0), not missing data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import ipaddress
+import socket
+import ssl
+from pathlib import Path
+from typing import ClassVar
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from pydantic import Field, field_validator, model_validator
+
+from .base import ProbeContext, ProbeError, Prober, TargetConfig
+
+Found = list[tuple[str, x509.Certificate]]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """("example.com", 443) from "example.com:443"; IPv6 literals in brackets: "[::1]:443"."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port (IPv6 as [addr]:port)")
+    return host, int(port)
+
+
+class CertTarget(TargetConfig):
+    """A TLS server (`address`) or PEM files (`files`) whose certificates are watched."""
+
+    # Certificates change rarely; an hourly look is plenty for expiry measured in days.
+    default_interval: ClassVar[float] = 3600.0
+    default_timeout: ClassVar[float] = 10.0
+
+    address: str | None = Field(None, description="`host:port` of a TLS server (IPv6 as `[addr]:port`); its whole served chain is read. Set this or `files`.")
+    server_name: str | None = Field(None, description="With `address`: the name sent as SNI and checked against the certificate (default: the host of `address`).")
+    ca_file: Path | None = Field(None, description="With `address`: PEM file of the CAs the chain must lead to (default: the system's CAs).")
+    files: list[str] | None = Field(None, min_length=1, description="PEM files or glob patterns (single certificates and bundles); every certificate in them is reported. Set this or `address`.")
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CertTarget":
+        if (self.address is None) == (self.files is None):
+            raise ValueError("set exactly one of address or files")
+        if self.files is not None and (self.server_name or self.ca_file):
+            raise ValueError("server_name and ca_file apply to address targets only")
+        return self
+
+
+def _common_name(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def serial_hex(serial: int) -> str:
+    """Upper-case hex padded to whole bytes, as `openssl x509 -noout -serial` prints it."""
+    digits = f"{serial:X}"
+    return digits.zfill(len(digits) + len(digits) % 2)
+
+
+def hostname_matches(cert: x509.Certificate, name: str) -> bool:
+    """Does the certificate's subjectAltName cover `name` (RFC 6125: one left-most `*` label)?
+
+    The stdlib only checks names inside a verifying handshake, which stops at the first error,
+    so an untrusted or expired certificate would get no hostname answer; this check stands alone.
+    Like browsers, it ignores the subject CN.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return ipaddress.ip_address(name) in san.get_values_for_type(x509.IPAddress)
+    except ValueError:
+        pass
+    name = name.lower().rstrip(".")
+    first, _, rest = name.partition(".")
+    for pattern in (p.lower().rstrip(".") for p in san.get_values_for_type(x509.DNSName)):
+        if pattern == name or (pattern.startswith("*.") and first and rest and pattern[2:] == rest):
+            return True
+    return False
+
+
+def _unverified_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _verifying_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Trusts ca_file or the system CAs; the hostname is checked separately (hostname_matches)."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as e:
+        raise ProbeError("io", f"cannot load ca_file {ca_file}: {getattr(e, 'strerror', None) or e}") from None
+    ctx.check_hostname = False
+    return ctx
+
+
+def _peer_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+    """Every certificate the server sent, leaf first.
+
+    Python 3.11 has no public API for the chain (3.13 adds get_unverified_chain()); the private
+    one exists since 3.10. Without it, only the leaf is available.
+    """
+    sslobj = getattr(ssl_object, "_sslobj", None)
+    if hasattr(sslobj, "get_unverified_chain"):
+        chain = sslobj.get_unverified_chain() or []
+        return [x509.load_pem_x509_certificate(c.public_bytes().encode("ascii")) for c in chain]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [x509.load_der_x509_certificate(leaf)] if leaf else []
+
+
+class CertProber(Prober[CertTarget]):
+    name = "cert"
+    target_model = CertTarget
+    summary = "expiry, trust and host name of TLS certificates, served or in PEM files"
+
+    async def probe(self, target: CertTarget, ctx: ProbeContext) -> None:
+        found: Found = []
+        try:
+            if target.address is not None:
+                await self._probe_server(target, target.address, ctx, found)
+            else:
+                self._read_files(target.files or [], ctx, found)
+        finally:  # whatever was read is reported, even when the probe then fails
+            for source, cert in found:
+                labels = dict(source=source, subject_cn=_common_name(cert.subject),
+                              issuer_cn=_common_name(cert.issuer), serial=serial_hex(cert.serial_number))
+                ctx.set("cert_not_after_timestamp_seconds", cert.not_valid_after_utc.timestamp(), **labels)
+                ctx.set("cert_not_before_timestamp_seconds", cert.not_valid_before_utc.timestamp(), **labels)
+            if found:
+                ctx.set("cert_earliest_not_after_timestamp_seconds",
+                        min(cert.not_valid_after_utc.timestamp() for _, cert in found))
+
+    async def _probe_server(self, target: CertTarget, address: str, ctx: ProbeContext, found: Found) -> None:
+        host, port = split_address(address)
+        server_name = target.server_name or host
+        chain = await self._handshake(host, port, server_name, _unverified_context(), ctx)
+        if not chain:
+            raise ProbeError("empty", f"{address} sent no certificate")
+        found.extend((address, cert) for cert in chain)
+        ctx.log(f"{address}: {len(chain)} certificates, leaf {chain[0].subject.rfc4514_string()}")
+        ctx.set("cert_hostname_match", 1 if hostname_matches(chain[0], server_name) else 0, source=address)
+        try:
+            await self._handshake(host, port, server_name, _verifying_context(target.ca_file), ctx)
+            ctx.set("cert_chain_verified", 1, source=address)
+        except ssl.SSLCertVerificationError as e:
+            ctx.log(f"{address}: chain not verified: {e.verify_message}")
+            ctx.set("cert_chain_verified", 0, source=address)
+
+    @staticmethod
+    async def _handshake(host: str, port: int, server_name: str, tls: ssl.SSLContext, ctx: ProbeContext) -> list[x509.Certificate]:
+        """One TLS handshake; returns the chain the server sent (the connection is closed at once).
+
+        A verification failure propagates as ssl.SSLCertVerificationError for the caller to judge.
+        """
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=tls, server_hostname=server_name), ctx.remaining())
+        except asyncio.TimeoutError:
+            raise ProbeError("timeout", f"no TLS handshake with {host}:{port} within the timeout") from None
+        except ssl.SSLCertVerificationError:
+            raise
+        except ssl.SSLError as e:
+            raise ProbeError("tls", f"TLS handshake with {host}:{port} failed: {e.reason or e}") from None
+        except socket.gaierror as e:
+            raise ProbeError("dns", f"cannot resolve {host}: {e.strerror}") from None
+        except OSError as e:
+            raise ProbeError("connect", f"cannot connect to {host}:{port}: {e.strerror or e}") from None
+        chain = _peer_chain(writer.get_extra_info("ssl_object"))
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), ctx.remaining())
+        except (OSError, asyncio.TimeoutError):
+            pass  # the certificates are already in hand; a rude close does not matter
+        return chain
+
+    @staticmethod
+    def _read_files(patterns: list[str], ctx: ProbeContext, found: Found) -> None:
+        """Every certificate in the matching files; unreadable files fail the probe with `io`."""
+        unreadable: list[str] = []
+        for pattern in patterns:
+            is_glob = glob.escape(pattern) != pattern
+            paths = sorted(glob.glob(pattern)) if is_glob else [pattern]
+            if not paths:
+                ctx.log(f"{pattern}: matched no file")
+            for path in paths:
+                try:
+                    data = Path(path).read_bytes()
+                except OSError as e:
+                    unreadable.append(f"{path}: {e.strerror or e}")
+                    continue
+                try:
+                    certs = x509.load_pem_x509_certificates(data)
+                except ValueError as e:
+                    ctx.log(f"{path}: no certificate could be read ({e})")
+                    continue
+                ctx.log(f"{path}: {len(certs)} certificates")
+                found.extend((path, cert) for cert in certs)
+        if unreadable:
+            raise ProbeError("io", "cannot read " + "; ".join(unreadable))
+        if not found:
+            raise ProbeError("empty", f"no certificate in {', '.join(patterns)}")
+
+
+PROBER = CertProber()

@@ -1,0 +1,353 @@
+"""HTTP(S) endpoints: status, body and JSON checks, per-phase timings, TLS version and expiry.
+
+One fresh `httpx.AsyncClient` per probe, so every probe opens its own connection and the connect
+and TLS phases are measured each time (a pooled connection would hide them). Redirects are
+followed here rather than by httpx, so that no response body, not even a redirect's, is ever
+read into memory beyond `max_body_bytes`. The prober only ever fetches the configured URL and
+the redirects its server sends: `/probe` takes a target name, never a URL.
+
+Phases (`stackprobe_http_phase_duration_seconds{phase}`), from httpcore's `trace` extension,
+summed over the redirects of one probe:
+
+* connect: DNS lookup plus TCP connect (`connection.connect_tcp`; httpcore resolves inside it),
+* tls: the TLS handshake (`connection.start_tls`); 0 for plain HTTP,
+* request: sending the request headers and body (`http11.send_request_headers` and `_body`),
+* first_byte: waiting for and reading the response headers (`http11.receive_response_headers`),
+  i.e. the server's think time,
+* transfer: reading the response body (`http11.receive_response_body`).
+
+A phase cut short by a failure or the timeout counts until then, so a timed-out probe shows
+where its time went; phases never reached are 0.
+
+Failure reasons: dns, connect (refused, reset, or closed mid-response), timeout, tls, status
+(unexpected status, or more than `max_redirects` redirects: the last answer is then a redirect
+the probe did not follow, which is a status problem), body (regex, JSON, or content decoding),
+io (the password_file or ca_file cannot be read at probe time).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import httpx
+from cryptography import x509
+from pydantic import Field, field_validator, model_validator
+
+from stackprobe.configsource import StrictModel
+
+from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig
+
+PHASES: tuple[str, ...] = ("connect", "tls", "request", "first_byte", "transfer")
+
+#: httpcore trace steps (event name without `.started`/`.complete`/`.failed`) -> phase.
+_PHASE_OF_STEP: dict[str, str] = {
+    "connection.connect_tcp": "connect",
+    "connection.start_tls": "tls",
+    "http11.send_request_headers": "request",
+    "http11.send_request_body": "request",
+    "http11.receive_response_headers": "first_byte",
+    "http11.receive_response_body": "transfer",
+}
+
+
+class TLSOptions(StrictModel):
+    """How HTTPS servers are verified."""
+
+    verify: bool = Field(True, description="Verify the server's certificate chain and host name. With `false` the certificate's expiry is still exported.")
+    ca_file: Path | None = Field(None, description="PEM file of the CA certificates to trust instead of the system store; re-read at every probe.")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"ca_file {value} is not a readable file")
+        return value
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A fresh context per probe, so a rotated ca_file is picked up."""
+        if not self.verify:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return ssl.create_default_context(cafile=self.ca_file)
+
+
+class JsonValue(StrictModel):
+    """One value of a JSON response body to export."""
+
+    path: str = Field(pattern=r"^[^.]+(\.[^.]+)*$", description="Dotted path into the JSON body, list items by index: `is_active`, `data.items.0.count`. Exported as `stackprobe_http_json_value{path}`.")
+
+
+class HttpTarget(TargetConfig):
+    """An HTTP(S) endpoint (playbook 002: the application's status API)."""
+
+    default_interval: ClassVar[float] = 30.0
+    default_timeout: ClassVar[float] = 10.0
+
+    url: str = Field(description="The URL to fetch (http or https). Credentials go in `username`/`password`, not in the URL.")
+    method: str = Field("GET", pattern=r"^[A-Z]+$", description="HTTP method.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    body: str | None = Field(None, description="Request body (e.g. for POST).")
+    valid_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list, description="Status codes that count as up; empty means any 2xx.")
+    body_regex: str | None = Field(None, description="A regular expression the body (its first `max_body_bytes`) must contain a match for.")
+    json_values: list[JsonValue] = Field(default_factory=list, description="JSON values of the body to export; a missing or non-numeric value fails the probe with reason `body`.")
+    follow_redirects: bool = Field(True, description="Follow redirects (up to `max_redirects`).")
+    max_redirects: int = Field(10, ge=0, description="More redirects than this fail the probe with reason `status`.")
+    tls: TLSOptions = Field(default_factory=TLSOptions, description="Certificate verification for HTTPS.")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="Only this many bytes of the body are kept for `body_regex` and `json_values`; the rest is read, counted and discarded.")
+    username: str | None = Field(None, description="User name for HTTP basic auth.")
+    password: SecretRef | None = Field(None, description="Password for HTTP basic auth (`password_env` or `password_file`).")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as e:
+            raise ValueError(f"invalid URL: {e}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("the URL must be http:// or https:// with a host")
+        if url.userinfo:
+            raise ValueError("credentials in the URL are not allowed; use username and password")
+        return value
+
+    @field_validator("body_regex")
+    @classmethod
+    def _check_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ValueError(f"invalid regular expression: {e}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "HttpTarget":
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        paths = [v.path for v in self.json_values]
+        if len(paths) != len(set(paths)):
+            raise ValueError("json_values lists a path twice")
+        return self
+
+
+class PhaseTimer:
+    """The httpcore `trace` callback: adds up how long each phase took."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self._open: dict[str, float] = {}
+        #: True once a request started going out, i.e. a connection was established.
+        self.sent = False
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        step, _, state = event.rpartition(".")
+        phase = _PHASE_OF_STEP.get(step)
+        if phase is None:
+            return
+        if state == "started":
+            self._open[phase] = time.monotonic()
+            self.sent = self.sent or phase == "request"
+        elif phase in self._open:  # complete or failed: the phase is over either way
+            self.totals[phase] += time.monotonic() - self._open.pop(phase)
+
+    def export(self, ctx: ProbeContext) -> None:
+        """Record every phase; one still open (cut off by a failure) counts until now."""
+        now = time.monotonic()
+        for phase, began in self._open.items():
+            self.totals[phase] += now - began
+        self._open.clear()
+        for phase, seconds in self.totals.items():
+            ctx.set("http_phase_duration_seconds", seconds, phase=phase)
+
+
+class BodyBuffer:
+    """Counts every byte of a streamed body but keeps only the first `limit` bytes."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.kept = bytearray()
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.kept)
+
+    def note(self) -> str:
+        """A hint for error messages when a check only saw part of the body."""
+        return f" (only the first {len(self.kept)} of {self.size} bytes were checked: max_body_bytes)" if self.truncated else ""
+
+
+def json_number(document: Any, path: str) -> float:
+    """The value at a dotted path as a number (true=1, false=0); LookupError or ValueError if none."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise LookupError(f"{path}: no {part!r} in the JSON body")
+    if isinstance(node, (bool, int, float)):
+        return float(node)
+    raise ValueError(f"{path}: {type(node).__name__} is not a number or boolean")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def failure_reason(exc: httpx.HTTPError) -> str:
+    """Map an httpx exception to a reason of metrics.ERROR_REASONS."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        causes = list(_causes(exc))
+        if any(isinstance(c, socket.gaierror) for c in causes):
+            return "dns"
+        if any(isinstance(c, ssl.SSLError) for c in causes):
+            return "tls"
+        return "connect"
+    if isinstance(exc, httpx.DecodingError):  # a broken Content-Encoding
+        return "body"
+    if isinstance(exc, httpx.UnsupportedProtocol):  # redirected to a non-HTTP URL
+        return "status"
+    # Reset, closed mid-response, or not HTTP at all: the connection did not carry an answer.
+    return "connect"
+
+
+def _served_certificates(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+    """The chain the server sent; Python 3.11 has only a private API for it, else the leaf."""
+    chain = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if chain is not None:
+        pems = [c.public_bytes() for c in chain() or ()]
+        if pems:
+            return [x509.load_pem_x509_certificate(p.encode()) for p in pems]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [x509.load_der_x509_certificate(leaf)] if leaf else []
+
+
+class HttpProber(Prober[HttpTarget]):
+    name = "http"
+    target_model = HttpTarget
+    summary = "HTTP(S) endpoint: status, body regex, JSON values, phase timings, TLS expiry."
+
+    async def probe(self, target: HttpTarget, ctx: ProbeContext) -> None:
+        ctx.set("http_up", 0)
+        ctx.set("http_status_code", 0)
+        phases = PhaseTimer()
+        started = time.monotonic()
+        # httpx's timeouts are per operation; the scheduler's bounds the whole probe (a server
+        # trickling bytes forever) by cancelling it, and the `finally` still records the phases.
+        try:
+            await self._fetch_and_check(target, ctx, phases)
+        except httpx.HTTPError as e:
+            raise ProbeError(failure_reason(e), f"{type(e).__name__}: {e}") from None
+        finally:
+            phases.export(ctx)
+            # Probes that never got a connection have no request latency to speak of; their
+            # failures are counted in probe_errors_total.
+            if phases.sent:
+                ctx.observe("http_request_duration_seconds", time.monotonic() - started)
+
+    async def _fetch_and_check(self, target: HttpTarget, ctx: ProbeContext, phases: PhaseTimer) -> None:
+        try:
+            auth, ssl_context = self._auth(target), target.tls.ssl_context()
+        except OSError as e:  # ssl.SSLError included: a ca_file that is no longer valid PEM
+            raise ProbeError("io", f"cannot load password_file or ca_file: {e.strerror or e}") from None
+        # trust_env=False: no proxy variables and no .netrc; the probe measures the endpoint itself.
+        async with httpx.AsyncClient(verify=ssl_context, timeout=httpx.Timeout(ctx.remaining()),
+                                     trust_env=False, follow_redirects=False) as client:
+            request = client.build_request(target.method, target.url, headers=target.headers, content=target.body,
+                                           extensions={"trace": phases})
+            response = await client.send(request, auth=auth, stream=True)
+            try:
+                redirects = 0
+                while target.follow_redirects and response.next_request is not None and redirects < target.max_redirects:
+                    ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code}, redirected to {response.next_request.url}")
+                    await response.aclose()
+                    redirects += 1
+                    response = await client.send(response.next_request, stream=True)
+                ctx.set("http_redirects", redirects)
+                ctx.set("http_status_code", response.status_code)
+                ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code} {response.http_version}")
+                self._export_connection(response, ctx)
+                body = BodyBuffer(target.max_body_bytes)
+                async for chunk in response.aiter_bytes():
+                    body.feed(chunk)
+                ctx.set("http_response_size_bytes", body.size)
+                ctx.log(f"read {body.size} body bytes, kept {len(body.kept)}")
+            finally:
+                await response.aclose()
+        if target.follow_redirects and response.next_request is not None:
+            raise ProbeError("status", f"more than {target.max_redirects} redirects (max_redirects); the last was {response.status_code} to {response.next_request.url}")
+        self._check(target, response, body, ctx)
+        ctx.set("http_up", 1)
+
+    @staticmethod
+    def _auth(target: HttpTarget) -> httpx.BasicAuth | None:
+        """Basic auth with the password read now, so a rotated secret is used at the next probe."""
+        if target.username is None:
+            return None
+        password = target.password.password() if target.password else None
+        return httpx.BasicAuth(target.username, password or "")
+
+    @staticmethod
+    def _export_connection(response: httpx.Response, ctx: ProbeContext) -> None:
+        """HTTP/TLS versions and the certificate expiry, read while the connection is open."""
+        stream = response.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        tls_version = (ssl_object.version() or "") if ssl_object is not None else ""
+        ctx.set("http_version_info", 1, http_version=response.http_version, tls_version=tls_version)
+        if ssl_object is not None:
+            certs = _served_certificates(ssl_object)
+            if certs:
+                earliest = min(c.not_valid_after_utc for c in certs)
+                ctx.set("http_cert_earliest_not_after_timestamp_seconds", earliest.timestamp())
+                ctx.log(f"{tls_version}, {len(certs)} certificate(s) served, earliest NotAfter {earliest.isoformat()}")
+
+    @staticmethod
+    def _check(target: HttpTarget, response: httpx.Response, body: BodyBuffer, ctx: ProbeContext) -> None:
+        code = response.status_code
+        if not (code in target.valid_status_codes if target.valid_status_codes else 200 <= code < 300):
+            expected = ", ".join(map(str, target.valid_status_codes)) or "2xx"
+            raise ProbeError("status", f"status {code}, expected {expected}")
+        if target.body_regex is not None:
+            text = bytes(body.kept).decode(response.encoding or "utf-8", errors="replace")
+            if re.search(target.body_regex, text) is None:
+                raise ProbeError("body", f"no match for body_regex {target.body_regex!r}{body.note()}")
+        if target.json_values:
+            try:
+                document = json.loads(body.kept)
+            except ValueError as e:
+                raise ProbeError("body", f"the body is not JSON: {e}{body.note()}") from None
+            problems = []
+            for value in target.json_values:
+                try:
+                    ctx.set("http_json_value", json_number(document, value.path), path=value.path)
+                except (LookupError, ValueError) as e:
+                    problems.append(str(e))
+            if problems:
+                raise ProbeError("body", "; ".join(problems))
+
+
+PROBER = HttpProber()

@@ -1,0 +1,106 @@
+"""Config loading: defaults from the playbooks, and mistakes reported as file:line: field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stackprobe.configsource import ConfigError, format_duration, parse_duration
+from stackprobe.exporter import config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "stackprobe.yml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        config.parse(write(tmp_path, text))
+    return err.value.format_lines()
+
+
+def test_defaults_follow_playbook_002_frequencies(tmp_path):
+    cfg = config.parse(write(tmp_path, """
+http:
+  - {name: web, service: vedfolnir, url: "http://127.0.0.1:1/health"}
+redis:
+  - {name: cache, service: vedfolnir, url: "redis://127.0.0.1:1/0"}
+mysql:
+  - {name: db, service: vedfolnir, user: stackprobe}
+"""))
+    by_name = cfg.by_name()
+    assert (by_name["web"].interval, by_name["cache"].interval, by_name["db"].interval) == (30, 60, 300)
+    assert all(t.timeout <= t.interval for t in cfg.targets)
+    assert {t.name: cfg.prober_of(t) for t in cfg.targets} == {"web": "http", "cache": "redis", "db": "mysql"}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("http:\n  - name: web\n    service: s\n    url: http://x/\n    intervall: 5s\n",
+     "stackprobe.yml:5: http[0].intervall: unknown field"),
+    ("http:\n  - name: web\n    service: s\n    url: http://x/\n    interval: 5 minutes\n",
+     "stackprobe.yml:5: http[0].interval: '5 minutes' is not a duration"),
+    ("http:\n  - name: web\n    service: s\n    url: http://x/\n    interval: 5s\n    timeout: 10s\n",
+     "stackprobe.yml:2: http[0]: timeout (10s) must not exceed interval (5s)"),
+    ("http:\n  - name: web\n    url: http://x/\n",
+     "stackprobe.yml:2: http[0].service: Field required"),
+    ("ftp:\n  - name: x\n", "stackprobe.yml:1: ftp: unknown field"),
+    ("http:\n  - {name: a, service: s, url: 'http://x/'}\n  - {name: a, service: s, url: 'http://y/'}\n",
+     "stackprobe.yml:3: http[1].name: duplicate target name 'a' (first used at line 2)"),
+    ("http:\n  - name: web\n    service: s\n   url: x\n", "stackprobe.yml:4: invalid YAML"),
+    ("mysql:\n  - name: db\n    service: s\n    user: u\n    password_env: STACKPROBE_TEST_UNSET_VARIABLE\n",
+     "environment variable STACKPROBE_TEST_UNSET_VARIABLE (password_env) is not set"),
+])
+def test_mistakes_name_file_line_and_field(tmp_path, text, expected):
+    lines = problems(tmp_path, text)
+    assert any(expected in line for line in lines), lines
+    assert all(line.startswith(str(tmp_path / "stackprobe.yml")) for line in lines)
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path):
+    lines = problems(tmp_path, "http:\n  - name: a\n    service: s\n    url: http://x/\n    bogus: 1\n    timeout: x\n")
+    assert len(lines) == 2 and ":5: http[0].bogus" in lines[0] + lines[1] and ":6: http[0].timeout" in lines[0] + lines[1]
+
+
+def test_check_config_cli_exits_2_with_the_location(tmp_path):
+    path = write(tmp_path, "redis:\n  - name: c\n    service: s\n    url: redis://127.0.0.1/0\n    scan_budgett: 3\n")
+    proc = subprocess.run([sys.executable, "-m", "stackprobe.exporter", "check-config", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"error: {path}:5: redis[0].scan_budgett: unknown field" in proc.stderr
+
+
+def test_check_config_cli_lists_targets_of_a_valid_file(tmp_path):
+    path = write(tmp_path, "http:\n  - {name: web, service: portfolio, url: 'http://127.0.0.1:1/'}\n")
+    proc = subprocess.run([sys.executable, "-m", "stackprobe.exporter", "check-config", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "web" in proc.stdout and "service=portfolio" in proc.stdout and "OK, 1 targets" in proc.stdout
+
+
+def test_embedded_default_config_is_valid():
+    cfg = config.load_default()
+    assert cfg.targets, "the embedded config should probe something on this machine"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), (15, 15), ("1d", 86400)])
+def test_durations_round_trip(text, seconds):
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "5", "-1s", "1x", True, 0, "s"])
+def test_bad_durations_are_refused(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_readme_reference_tables_are_generated_from_the_code():
+    from stackprobe.exporter import docs
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert docs.render(readme) == readme, "README tables are stale: run python -m stackprobe.exporter.docs"

@@ -1,0 +1,220 @@
+"""The exporter as Prometheus sees it: scheduling isolation, exposition formats, endpoints,
+web-config TLS and basic auth, SIGHUP reloads and SIGTERM, and `promtool check metrics`."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+import trustme
+
+from stackprobe.configsource import ConfigError
+from stackprobe.exporter import metrics
+from stackprobe.exporter.webconfig import load_web_config
+
+from fixtures.exporter import parse_scrape
+from fixtures.net import free_port, wait_for_port, wait_until
+
+
+def backup_dir(tmp_path: Path, name: str = "backups") -> Path:
+    """A directory with one day-old dump, so a backup target has something stable to report."""
+    d = tmp_path / name
+    d.mkdir()
+    dump = d / "db-20261123.sql"
+    dump.write_bytes(b"-- dump\n" * 100)
+    day_ago = time.time() - 86400
+    os.utime(dump, (day_ago, day_ago))
+    return d
+
+
+def backup_target(name: str, path: Path, interval: str = "1s") -> str:
+    return f"  - {{name: {name}, service: portfolio, path: '{path}', globs: ['*.sql'], interval: {interval}, timeout: {interval}}}\n"
+
+
+def test_a_hung_target_delays_neither_other_targets_nor_metrics(start_exporter, tmp_path, silent_listener):
+    exporter = start_exporter(
+        "http:\n"
+        f"  - {{name: hung, service: portfolio, url: 'http://127.0.0.1:{silent_listener.port}/', interval: 4s, timeout: 3s}}\n"
+        "backup:\n" + backup_target("fast", backup_dir(tmp_path), "500ms"))
+    exporter.wait_for_probe("fast")
+    # While the hung target's first probe is still waiting, the fast one completes several more.
+    exporter.wait_for_probe("fast", count=3)
+    assert exporter.exporter.snapshot.get("hung") is None or exporter.exporter.snapshot.get("hung").reason == "timeout"
+    assert exporter.value("stackprobe_probe_success", target="fast") == 1
+    exporter.wait_for_probe("hung")
+    assert exporter.value("stackprobe_probe_success", target="hung") == 0
+    assert exporter.value("stackprobe_probe_errors_total", target="hung", reason="timeout") == 1
+    assert exporter.value("stackprobe_probe_errors_total", target="hung", reason="connect") == 0
+
+
+def test_metrics_negotiates_openmetrics_and_gzip(start_exporter, tmp_path):
+    exporter = start_exporter("backup:\n" + backup_target("b", backup_dir(tmp_path)))
+    exporter.wait_for_probe("b")
+    plain = exporter.get("/metrics")
+    assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
+    om = httpx.get(exporter.url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0",
+                                                        "Accept-Encoding": "gzip"})
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.headers["content-encoding"] == "gzip"
+    assert om.text.rstrip().endswith("# EOF")  # httpx already gunzipped it
+    with httpx.stream("GET", exporter.url + "/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+        raw = b"".join(response.iter_raw())
+    assert b"stackprobe_build_info" in gzip.decompress(raw)
+    series = parse_scrape(plain.text)
+    assert ("stackprobe_build_info", frozenset({("version", "0.1.0"), ("python_version", sys.version.split()[0])})) in series
+    assert any(name == "process_resident_memory_bytes" for name, _ in series)
+    assert exporter.value("stackprobe_targets", prober="backup") == 1
+    assert exporter.value("stackprobe_config_last_reload_successful") == 1
+
+
+def test_endpoints_and_status_page(start_exporter, tmp_path):
+    exporter = start_exporter("backup:\n" + backup_target("nightly-dump", backup_dir(tmp_path)))
+    assert exporter.get("/-/healthy").status_code == 200
+    wait_until(lambda: exporter.get("/-/ready").status_code == 200, what="readiness")
+    page = exporter.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-target="nightly-dump"' in page.text and ">portfolio<" in page.text and ">backup<" in page.text
+    assert 'href="/metrics"' in page.text
+    assert exporter.get("/nope").status_code == 404
+
+
+def test_status_page_escapes_what_it_shows(start_exporter, tmp_path):
+    exporter = start_exporter("backup:\n" + backup_target("b", tmp_path / "missing<script>"))
+    exporter.wait_for_probe("b")
+    page = exporter.get("/").text
+    assert "<script>" not in page and "missing&lt;script&gt;" in page
+
+
+@pytest.fixture
+def tls_web_config(tmp_path):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    hashed = bcrypt.hashpw(b"s3cret-scrape", bcrypt.gensalt(rounds=4)).decode()
+    path = tmp_path / "web-config.yml"
+    path.write_text(f"""
+tls_server_config:
+  cert_file: {tmp_path / 'cert.pem'}
+  key_file: {tmp_path / 'key.pem'}
+basic_auth_users:
+  prometheus: '{hashed}'
+http_server_config:
+  headers:
+    X-Content-Type-Options: nosniff
+""")
+    return path, tmp_path / "ca.pem"
+
+
+def test_web_config_tls_and_basic_auth(start_exporter, tmp_path, tls_web_config):
+    path, ca = tls_web_config
+    exporter = start_exporter("backup:\n" + backup_target("b", backup_dir(tmp_path)), load_web_config(path))
+    url = f"https://127.0.0.1:{exporter.port}"
+    trusted = ssl.create_default_context(cafile=str(ca))
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/metrics")  # not trusted without the CA
+    assert httpx.get(url + "/metrics", verify=trusted).status_code == 401
+    assert httpx.get(url + "/metrics", verify=trusted, auth=("prometheus", "wrong")).status_code == 401
+    ok = httpx.get(url + "/metrics", verify=trusted, auth=("prometheus", "s3cret-scrape"))
+    assert ok.status_code == 200 and "stackprobe_build_info" in ok.text
+    assert ok.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(url + "/-/healthy", verify=trusted).status_code == 200  # open for health checks
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"http://127.0.0.1:{exporter.port}/metrics")  # plain HTTP is not served
+
+
+def test_web_config_mistakes_name_the_line(tmp_path):
+    path = tmp_path / "web.yml"
+    path.write_text("basic_auth_users:\n  alice: plaintext\ntls_server_config:\n  cert_file: /nope.pem\n  key_file: /nope.key\n  ciphers: [x]\n")
+    with pytest.raises(ConfigError) as err:
+        load_web_config(path)
+    text = str(err.value)
+    assert f"{path}:2: basic_auth_users.alice: not a bcrypt hash" in text and "not a bcrypt hash" in text
+    assert f"{path}:6: tls_server_config.ciphers: unknown field" in text
+
+
+class ExporterProcess:
+    """The real `stackprobe` command in a subprocess (signals need a main thread of their own)."""
+
+    def __init__(self, config: Path, log: Path):
+        self.port = free_port()
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stackprobe.exporter", "run", f"--config.file={config}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        wait_for_port(self.port)
+
+    def series(self) -> dict:
+        return parse_scrape(httpx.get(f"http://127.0.0.1:{self.port}/metrics").text)
+
+    def targets(self) -> set[str]:
+        return {dict(labels)["target"] for name, labels in self.series() if name == "stackprobe_probe_success"}
+
+
+def test_sighup_reloads_and_keeps_the_old_config_when_the_new_one_is_broken(tmp_path):
+    backups = backup_dir(tmp_path)
+    config = tmp_path / "stackprobe.yml"
+    config.write_text("backup:\n" + backup_target("first", backups))
+    p = ExporterProcess(config, tmp_path / "stderr.log")
+    try:
+        wait_until(lambda: p.targets() == {"first"}, what="first target probed")
+        config.write_text("backup:\n" + backup_target("first", backups) + backup_target("second", backups))
+        p.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: p.targets() == {"first", "second"}, what="second target after SIGHUP")
+
+        config.write_text("backup:\n" + backup_target("first", backups) + "  - name: third\n    sevrice: x\n")
+        p.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: p.series().get(("stackprobe_config_last_reload_successful", frozenset())) == 0,
+                   what="failed reload reported")
+        assert p.targets() == {"first", "second"}  # still probing with the previous config
+        log = (tmp_path / "stderr.log").read_text()
+        assert f"{config}:4: backup[1].sevrice: unknown field" in log
+
+        p.proc.send_signal(signal.SIGTERM)
+        assert p.proc.wait(timeout=30) == 0
+        assert "shutting down" in (tmp_path / "stderr.log").read_text()
+    finally:
+        p.proc.kill()
+
+
+def test_a_broken_config_at_start_exits_2(tmp_path):
+    config = tmp_path / "stackprobe.yml"
+    config.write_text("backup:\n  - name: b\n    service: s\n    path: /tmp\n    interval: soon\n")
+    proc = subprocess.run([sys.executable, "-m", "stackprobe.exporter", "run", f"--config.file={config}",
+                           f"--web.listen-address=127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"{config}:5: backup[0].interval:" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")
+def test_promtool_check_metrics_is_clean(start_exporter, tmp_path, silent_listener):
+    exporter = start_exporter(
+        "backup:\n" + backup_target("b", backup_dir(tmp_path)) +
+        "http:\n"
+        f"  - {{name: h, service: portfolio, url: 'http://127.0.0.1:{silent_listener.port}/', interval: 2s, timeout: 1s}}\n")
+    exporter.wait_for_probe("b")
+    exporter.wait_for_probe("h")
+    text = exporter.get("/metrics").text
+    proc = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stdout + proc.stderr
+
+
+def test_every_declared_family_has_help_and_conventional_name():
+    for fam in metrics.FAMILIES:
+        assert fam.name.startswith("stackprobe_") and fam.help.endswith(".")
+        assert (fam.kind == "counter") == fam.name.endswith("_total"), fam.name
+        assert not fam.name.endswith(("_milliseconds", "_ms", "_kb", "_mb", "_percent")), fam.name
+        assert set(fam.labels).isdisjoint({"service", "target", "le", "instance", "job"}), fam.name

@@ -1,0 +1,290 @@
+"""The HTTP prober against real loopback HTTP(S) servers, through a real exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import tracemalloc
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.utils import floatToGoString
+
+from fixtures.exporter import RunningExporter, Series, parse_scrape
+from fixtures.http_servers import BIG_BODY_BYTES, JSON_BODY, PASSWORD, USERNAME, HttpPeer, TlsPeer
+from fixtures.net import free_port
+from stackprobe.configsource import ConfigError
+from stackprobe.exporter import config as config_mod
+from stackprobe.exporter import metrics
+from stackprobe.exporter.probers.http import PHASES, BodyBuffer
+from stackprobe.exporter.scheduler import probe_once
+
+P = metrics.PREFIX
+
+
+def config_text(*targets: dict[str, Any]) -> str:
+    """Exporter YAML with the given http targets; a long interval keeps background probes rare."""
+    return yaml.safe_dump({"http": [{"service": "app", "interval": "1h", **t} for t in targets]})
+
+
+def probe(exporter: RunningExporter, name: str) -> Series:
+    response = exporter.get(f"/probe?target={name}")
+    assert response.status_code == 200, response.text
+    return parse_scrape(response.text)
+
+
+def value(series: Series, name: str, **labels: str) -> float | None:
+    matches = [v for (n, ls), v in series.items() if n == name and set(labels.items()) <= ls]
+    assert len(matches) <= 1, f"{name}{labels} matches {len(matches)} series"
+    return matches[0] if matches else None
+
+
+def errors(series: Series) -> dict[str, float]:
+    """The non-zero error counters by reason."""
+    return {dict(ls)["reason"]: v for (n, ls), v in series.items() if n == P + "probe_errors_total" and v}
+
+
+def assert_phases(series: Series) -> dict[str, float]:
+    phases = {p: value(series, P + "http_phase_duration_seconds", phase=p) for p in PHASES}
+    assert all(v is not None and v >= 0 for v in phases.values()), phases
+    return phases
+
+
+def test_json_endpoint(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({
+        "name": "status", "url": http_server.url + "/json", "body_regex": r'"is_active":\s*true',
+        "json_values": [{"path": "is_active"}, {"path": "count"}, {"path": "data.items.0.count"}],
+    }))
+    s = probe(exporter, "status")
+    assert errors(s) == {}
+    assert value(s, P + "probe_success") == 1
+    assert value(s, P + "http_up") == 1
+    assert value(s, P + "http_status_code") == 200
+    assert value(s, P + "http_response_size_bytes") == len(JSON_BODY)
+    assert value(s, P + "http_redirects") == 0
+    assert value(s, P + "http_json_value", path="is_active") == 1
+    assert value(s, P + "http_json_value", path="count") == 3
+    assert value(s, P + "http_json_value", path="data.items.0.count") == 7
+    assert value(s, P + "http_version_info", http_version="HTTP/1.1", tls_version="") == 1
+    assert value(s, P + "http_cert_earliest_not_after_timestamp_seconds") is None
+    assert assert_phases(s)["tls"] == 0
+    assert value(s, P + "http_request_duration_seconds_count") == 1
+    assert {r.method for r in http_server.requests} == {"GET"}
+
+
+@pytest.mark.parametrize(("valid", "up", "reasons"), [(None, 0, {"status": 1}), ([500, 503], 1, {})])
+def test_status_codes(start_exporter, http_server: HttpPeer, valid, up, reasons) -> None:
+    extra = {"valid_status_codes": valid} if valid else {}
+    exporter = start_exporter(config_text({"name": "err", "url": http_server.url + "/status/500", **extra}))
+    s = probe(exporter, "err")
+    assert value(s, P + "http_status_code") == 500  # exported even when unexpected
+    assert value(s, P + "http_up") == up
+    assert value(s, P + "http_response_size_bytes") == len(b"status 500\n")
+    assert errors(s) == reasons
+    assert value(s, P + "http_request_duration_seconds_count") == 1  # answered, so observed
+
+
+def test_json_value_missing_or_not_a_number(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({
+        "name": "status", "url": http_server.url + "/json",
+        "json_values": [{"path": "count"}, {"path": "data.items.5.count"}, {"path": "name"}],
+    }))
+    response = exporter.get("/probe?target=status&debug=true")
+    s = parse_scrape(response.text.split("Metrics that would have been returned:\n", 1)[1])
+    assert errors(s) == {"body": 1}
+    assert value(s, P + "http_up") == 0
+    assert value(s, P + "http_status_code") == 200
+    assert value(s, P + "http_json_value", path="count") == 3  # the values that resolve are kept
+    assert value(s, P + "http_json_value", path="data.items.5.count") is None
+    assert value(s, P + "http_json_value", path="name") is None
+    assert "data.items.5.count: no '5'" in response.text and "name: str is not a number" in response.text
+
+
+def test_body_regex_mismatch(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({"name": "status", "url": http_server.url + "/json", "body_regex": '"is_active": false'}))
+    s = probe(exporter, "status")
+    assert errors(s) == {"body": 1}
+    assert (value(s, P + "http_up"), value(s, P + "http_status_code")) == (0, 200)
+
+
+def test_trickling_server_times_out(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({"name": "slow", "url": http_server.url + "/slow", "timeout": "1s"}))
+    s = probe(exporter, "slow")
+    assert errors(s) == {"timeout": 1}
+    assert value(s, P + "http_up") == 0
+    assert value(s, P + "http_status_code") == 200  # the headers came; the body never finished
+    assert value(s, P + "http_response_size_bytes") is None
+    assert_phases(s)
+    assert value(s, P + "http_request_duration_seconds_count") == 1
+
+
+def test_connection_closed_mid_response(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({"name": "cut", "url": http_server.url + "/truncated"}))
+    s = probe(exporter, "cut")
+    assert errors(s) == {"connect": 1}
+    assert (value(s, P + "http_up"), value(s, P + "http_status_code")) == (0, 200)
+
+
+def test_redirect_chain(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({"name": "moved", "url": http_server.url + "/redirect/2",
+                                           "json_values": [{"path": "count"}]}))
+    s = probe(exporter, "moved")
+    assert errors(s) == {}
+    assert value(s, P + "http_redirects") == 2
+    assert value(s, P + "http_status_code") == 200
+    assert value(s, P + "http_json_value", path="count") == 3
+    assert {"/redirect/2", "/redirect/1", "/redirect/0"} <= {r.path for r in http_server.requests}
+
+
+def test_redirect_loop_fails_with_status(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({"name": "loop", "url": http_server.url + "/loop", "max_redirects": 3}))
+    s = probe(exporter, "loop")
+    assert errors(s) == {"status": 1}
+    assert value(s, P + "http_redirects") == 3
+    assert value(s, P + "http_status_code") == 302
+    assert value(s, P + "http_up") == 0
+
+
+@pytest.mark.parametrize(("valid", "reasons"), [(None, {"status": 1}), ([302], {})])
+def test_redirect_not_followed(start_exporter, http_server: HttpPeer, valid, reasons) -> None:
+    extra = {"valid_status_codes": valid} if valid else {}
+    exporter = start_exporter(config_text({"name": "moved", "url": http_server.url + "/redirect/1", "follow_redirects": False, **extra}))
+    s = probe(exporter, "moved")
+    assert errors(s) == reasons
+    assert (value(s, P + "http_status_code"), value(s, P + "http_redirects")) == (302, 0)
+
+
+def test_post_with_headers_body_and_basic_auth(start_exporter, http_server: HttpPeer, monkeypatch) -> None:
+    monkeypatch.setenv("HTTP_TEST_PASSWORD", PASSWORD)
+    monkeypatch.setenv("HTTP_WRONG_PASSWORD", PASSWORD + "-wrong")
+    common = {"url": http_server.url + "/auth", "method": "POST", "headers": {"X-Probe": "stackprobe"},
+              "body": "ping", "username": USERNAME}
+    exporter = start_exporter(config_text(
+        {"name": "ok", **common, "password": {"password_env": "HTTP_TEST_PASSWORD"}},
+        {"name": "wrong", **common, "password": {"password_env": "HTTP_WRONG_PASSWORD"}},
+    ))
+    assert errors(probe(exporter, "ok")) == {}
+    # Background probes of both targets may have run too: check every request, and that one
+    # carried the right credentials.
+    assert {(r.method, r.body, r.headers["x-probe"]) for r in http_server.requests} == {("POST", b"ping", "stackprobe")}
+    assert "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode() in {r.headers["authorization"] for r in http_server.requests}
+    for name in ("ok", "wrong"):
+        text = exporter.get(f"/probe?target={name}&debug=true").text
+        assert PASSWORD not in text and "Logs for the probe" in text
+    s = probe(exporter, "wrong")
+    assert (errors(s), value(s, P + "http_status_code")) == ({"status": 1}, 401)
+    page = exporter.get("/").text
+    assert PASSWORD not in page
+
+
+def test_https_verified_with_ca_file(start_exporter, https_server: TlsPeer) -> None:
+    exporter = start_exporter(config_text({"name": "tls", "url": https_server.server.url + "/json",
+                                           "tls": {"ca_file": str(https_server.ca_file)}}))
+    s = probe(exporter, "tls")
+    assert errors(s) == {}
+    assert value(s, P + "http_up") == 1
+    assert value(s, P + "http_cert_earliest_not_after_timestamp_seconds") == https_server.not_after
+    assert value(s, P + "http_version_info", http_version="HTTP/1.1", tls_version=https_server.tls_version) == 1
+    assert_phases(s)
+    # The whole served chain was read (leaf and intermediate), not only the leaf.
+    assert f"{https_server.chain_length} certificate(s) served" in exporter.get("/probe?target=tls&debug=true").text
+
+
+def test_https_untrusted_ca_fails_with_tls(start_exporter, https_server: TlsPeer) -> None:
+    exporter = start_exporter(config_text({"name": "tls", "url": https_server.server.url + "/json",
+                                           "tls": {"ca_file": str(https_server.untrusted_ca_file)}}))
+    s = probe(exporter, "tls")
+    assert errors(s) == {"tls": 1}
+    assert (value(s, P + "http_up"), value(s, P + "http_status_code")) == (0, 0)
+    assert value(s, P + "http_request_duration_seconds_count") is None  # no request was sent
+
+
+def test_https_without_verification_still_exports_expiry(start_exporter, https_server: TlsPeer) -> None:
+    exporter = start_exporter(config_text({"name": "tls", "url": https_server.server.url + "/json", "tls": {"verify": False}}))
+    s = probe(exporter, "tls")
+    assert errors(s) == {}
+    assert value(s, P + "http_cert_earliest_not_after_timestamp_seconds") == https_server.not_after
+
+
+def test_ca_file_gone_after_start(start_exporter, https_server: TlsPeer, tmp_path) -> None:
+    ca_file = tmp_path / "rotated-ca.pem"
+    ca_file.write_bytes(https_server.ca_file.read_bytes())
+    exporter = start_exporter(config_text({"name": "tls", "url": https_server.server.url + "/json", "tls": {"ca_file": str(ca_file)}}))
+    ca_file.unlink()
+    s = probe(exporter, "tls")
+    assert errors(s) == {"io": 1}
+    assert value(s, P + "http_request_duration_seconds_count") is None
+
+
+@pytest.mark.parametrize("reason", ["connect", "dns"])
+def test_unreachable(start_exporter, reason: str) -> None:
+    # Nothing listens on the free port; `.invalid` never resolves (RFC 6761).
+    host = f"127.0.0.1:{free_port()}" if reason == "connect" else "stackprobe-test.invalid"
+    exporter = start_exporter(config_text({"name": "gone", "url": f"http://{host}/"}))
+    s = probe(exporter, "gone")
+    assert errors(s) == {reason: 1}
+    assert (value(s, P + "http_up"), value(s, P + "http_status_code")) == (0, 0)
+    assert value(s, P + "http_request_duration_seconds_count") is None
+
+
+def test_histogram_counts_every_probe(start_exporter, http_server: HttpPeer) -> None:
+    """Each failed probe adds one error and one observation, so both counters move together."""
+    exporter = start_exporter(config_text({"name": "err", "url": http_server.url + "/status/503", "interval": "1s"}))
+    exporter.wait_for_probe("err", count=3)
+    s = exporter.scrape()
+    count = value(s, P + "http_request_duration_seconds_count")
+    assert count >= 3 and count == value(s, P + "probe_errors_total", reason="status")
+    buckets = [value(s, P + "http_request_duration_seconds_bucket", le=floatToGoString(b)) for b in metrics.HTTP_DURATION_BUCKETS]
+    assert buckets == sorted(buckets) and value(s, P + "http_request_duration_seconds_bucket", le="+Inf") == count
+    assert value(s, P + "http_request_duration_seconds_sum") > 0
+
+
+def test_big_body_is_streamed_not_held(http_server: HttpPeer) -> None:
+    target = config_mod.parse("<test>", config_text(
+        {"name": "big", "url": http_server.url + "/big", "timeout": "60s", "max_body_bytes": 1024 * 1024})).targets[0]
+    tracemalloc.start()
+    try:
+        result = asyncio.run(probe_once(target, "http"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (result.success, result.reason) == (True, None)
+    assert result.samples[(P + "http_response_size_bytes", ())] == BIG_BODY_BYTES
+    assert peak < 20 * 1024 * 1024, f"peak {peak} bytes traced while reading a {BIG_BODY_BYTES}-byte body"
+
+
+def test_body_buffer_keeps_only_the_limit() -> None:
+    buffer = BodyBuffer(limit=100)
+    for _ in range(7):
+        buffer.feed(b"z" * 33)
+    assert (buffer.size, bytes(buffer.kept), buffer.truncated) == (231, b"z" * 100, True)
+    assert "first 100 of 231 bytes" in buffer.note()
+
+
+def test_probe_endpoint_runs_only_configured_targets(start_exporter, http_server: HttpPeer) -> None:
+    exporter = start_exporter(config_text({"name": "a", "url": http_server.url + "/json"},
+                                          {"name": "b", "url": http_server.url + "/status/500"}))
+    s = probe(exporter, "a")
+    assert {dict(ls).get("target") for (_, ls) in s} == {"a"}
+    debug = exporter.get("/probe?target=a&debug=true").text
+    assert f"GET {http_server.url}/json -> 200 HTTP/1.1" in debug and "probe succeeded" in debug
+    assert exporter.get("/probe?target=nope").status_code == 400
+    assert exporter.get("/probe", params={"target": "http://example.com"}).status_code == 400
+    assert exporter.get("/probe", params={"target": http_server.url + "/json?canary"}).status_code == 400
+    assert not [r for r in http_server.requests if "canary" in r.path]
+
+
+@pytest.mark.parametrize(("target", "problem"), [
+    ({"url": "ftp://127.0.0.1/"}, "http[0].url: the URL must be http:// or https://"),
+    ({"url": "http://user:secret@127.0.0.1/"}, "http[0].url: credentials in the URL are not allowed"),
+    ({"url": "http://127.0.0.1/", "body_regex": "("}, "http[0].body_regex: invalid regular expression"),
+    ({"url": "http://127.0.0.1/", "password": {"password_env": "HOME"}}, "http[0]: password needs a username"),
+    ({"url": "http://127.0.0.1/", "json_values": [{"path": "a"}, {"path": "a"}]}, "http[0]: json_values lists a path twice"),
+    ({"url": "http://127.0.0.1/", "json_values": [{"path": "a..b"}]}, "http[0].json_values[0].path:"),
+])
+def test_config_errors(target: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        config_mod.parse("c.yaml", config_text({"name": "t", **target}))
+    assert problem in str(e.value)
+    assert "secret" not in str(e.value)
