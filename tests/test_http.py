@@ -161,8 +161,8 @@ def test_post_with_headers_body_and_basic_auth(start_exporter, http_server: Http
     common = {"url": http_server.url + "/auth", "method": "POST", "headers": {"X-Probe": "stackprobe"},
               "body": "ping", "username": USERNAME}
     exporter = start_exporter(config_text(
-        {"name": "ok", **common, "password": {"password_env": "HTTP_TEST_PASSWORD"}},
-        {"name": "wrong", **common, "password": {"password_env": "HTTP_WRONG_PASSWORD"}},
+        {"name": "ok", **common, "password_env": "HTTP_TEST_PASSWORD"},
+        {"name": "wrong", **common, "password_env": "HTTP_WRONG_PASSWORD"},
     ))
     assert errors(probe(exporter, "ok")) == {}
     # Background probes of both targets may have run too: check every request, and that one
@@ -279,7 +279,7 @@ def test_probe_endpoint_runs_only_configured_targets(start_exporter, http_server
     ({"url": "ftp://127.0.0.1/"}, "http[0].url: the URL must be http:// or https://"),
     ({"url": "http://user:secret@127.0.0.1/"}, "http[0].url: credentials in the URL are not allowed"),
     ({"url": "http://127.0.0.1/", "body_regex": "("}, "http[0].body_regex: invalid regular expression"),
-    ({"url": "http://127.0.0.1/", "password": {"password_env": "HOME"}}, "http[0]: password needs a username"),
+    ({"url": "http://127.0.0.1/", "password_env": "HOME"}, "http[0]: password_env/password_file need a username"),
     ({"url": "http://127.0.0.1/", "json_values": [{"path": "a"}, {"path": "a"}]}, "http[0]: json_values lists a path twice"),
     ({"url": "http://127.0.0.1/", "json_values": [{"path": "a..b"}]}, "http[0].json_values[0].path:"),
 ])

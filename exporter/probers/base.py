@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,11 +64,43 @@ class SecretRef(StrictModel):
         return self
 
     def password(self) -> str | None:
+        """The password as of now; an unreadable password_file fails the probe with reason io."""
         if self.password_env:
             return os.environ.get(self.password_env)
         if self.password_file:
-            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            try:
+                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as e:
+                raise ProbeError("io", f"cannot read password_file {self.password_file}: {e.strerror or e}") from None
         return None
+
+
+class TLSClientConfig(StrictModel):
+    """How a prober talks TLS to a server: one model for every prober that connects."""
+
+    ca_file: Path | None = Field(None, description="PEM file of the CAs to trust instead of the system store; re-read at every probe.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM), for servers that require one.")
+    key_file: Path | None = Field(None, description="Private key of cert_file (PEM).")
+    verify: bool = Field(True, description="Verify the server's certificate chain and host name; false only encrypts (for testing).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TLSClientConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set cert_file and key_file together")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A fresh context per probe, so rotated files are picked up; unreadable ones are reason io."""
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ProbeError("io", f"cannot load the TLS files: {getattr(e, 'strerror', None) or e}") from None
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 class ProbeError(Exception):

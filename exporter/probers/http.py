@@ -33,7 +33,6 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import httpx
@@ -42,7 +41,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stackprobe.configsource import StrictModel
 
-from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig
+from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig
 
 PHASES: tuple[str, ...] = ("connect", "tls", "request", "first_byte", "transfer")
 
@@ -57,42 +56,19 @@ _PHASE_OF_STEP: dict[str, str] = {
 }
 
 
-class TLSOptions(StrictModel):
-    """How HTTPS servers are verified."""
-
-    verify: bool = Field(True, description="Verify the server's certificate chain and host name. With `false` the certificate's expiry is still exported.")
-    ca_file: Path | None = Field(None, description="PEM file of the CA certificates to trust instead of the system store; re-read at every probe.")
-
-    @field_validator("ca_file")
-    @classmethod
-    def _readable(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"ca_file {value} is not a readable file")
-        return value
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """A fresh context per probe, so a rotated ca_file is picked up."""
-        if not self.verify:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        return ssl.create_default_context(cafile=self.ca_file)
-
-
 class JsonValue(StrictModel):
     """One value of a JSON response body to export."""
 
     path: str = Field(pattern=r"^[^.]+(\.[^.]+)*$", description="Dotted path into the JSON body, list items by index: `is_active`, `data.items.0.count`. Exported as `stackprobe_http_json_value{path}`.")
 
 
-class HttpTarget(TargetConfig):
+class HttpTarget(SecretRef, TargetConfig):
     """An HTTP(S) endpoint (playbook 002: the application's status API)."""
 
     default_interval: ClassVar[float] = 30.0
     default_timeout: ClassVar[float] = 10.0
 
-    url: str = Field(description="The URL to fetch (http or https). Credentials go in `username`/`password`, not in the URL.")
+    url: str = Field(description="The URL to fetch (http or https). Credentials go in `username` and `password_env`/`password_file`, not in the URL.")
     method: str = Field("GET", pattern=r"^[A-Z]+$", description="HTTP method.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
     body: str | None = Field(None, description="Request body (e.g. for POST).")
@@ -101,10 +77,9 @@ class HttpTarget(TargetConfig):
     json_values: list[JsonValue] = Field(default_factory=list, description="JSON values of the body to export; a missing or non-numeric value fails the probe with reason `body`.")
     follow_redirects: bool = Field(True, description="Follow redirects (up to `max_redirects`).")
     max_redirects: int = Field(10, ge=0, description="More redirects than this fail the probe with reason `status`.")
-    tls: TLSOptions = Field(default_factory=TLSOptions, description="Certificate verification for HTTPS.")
+    tls: TLSClientConfig = Field(default_factory=TLSClientConfig, description="TLS for https:// URLs: `ca_file`, `cert_file`/`key_file`, `verify` (false still exports the certificate's expiry).")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="Only this many bytes of the body are kept for `body_regex` and `json_values`; the rest is read, counted and discarded.")
     username: str | None = Field(None, description="User name for HTTP basic auth.")
-    password: SecretRef | None = Field(None, description="Password for HTTP basic auth (`password_env` or `password_file`).")
 
     @field_validator("url")
     @classmethod
@@ -131,8 +106,8 @@ class HttpTarget(TargetConfig):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "HttpTarget":
-        if self.password is not None and self.username is None:
-            raise ValueError("password needs a username")
+        if (self.password_env or self.password_file) and self.username is None:
+            raise ValueError("password_env/password_file need a username")
         paths = [v.path for v in self.json_values]
         if len(paths) != len(set(paths)):
             raise ValueError("json_values lists a path twice")
@@ -270,10 +245,7 @@ class HttpProber(Prober[HttpTarget]):
                 ctx.observe("http_request_duration_seconds", time.monotonic() - started)
 
     async def _fetch_and_check(self, target: HttpTarget, ctx: ProbeContext, phases: PhaseTimer) -> None:
-        try:
-            auth, ssl_context = self._auth(target), target.tls.ssl_context()
-        except OSError as e:  # ssl.SSLError included: a ca_file that is no longer valid PEM
-            raise ProbeError("io", f"cannot load password_file or ca_file: {e.strerror or e}") from None
+        auth, ssl_context = self._auth(target), target.tls.ssl_context()
         # trust_env=False: no proxy variables and no .netrc; the probe measures the endpoint itself.
         async with httpx.AsyncClient(verify=ssl_context, timeout=httpx.Timeout(ctx.remaining()),
                                      trust_env=False, follow_redirects=False) as client:
@@ -308,8 +280,7 @@ class HttpProber(Prober[HttpTarget]):
         """Basic auth with the password read now, so a rotated secret is used at the next probe."""
         if target.username is None:
             return None
-        password = target.password.password() if target.password else None
-        return httpx.BasicAuth(target.username, password or "")
+        return httpx.BasicAuth(target.username, target.password() or "")
 
     @staticmethod
     def _export_connection(response: httpx.Response, ctx: ProbeContext) -> None:

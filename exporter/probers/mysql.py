@@ -39,9 +39,8 @@ from pymysql.constants import CR, ER
 from pymysql.cursors import DictCursor
 from pydantic import Field
 
-from stackprobe.configsource import StrictModel
 
-from .base import BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig
+from .base import BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 
@@ -68,20 +67,6 @@ _AUTH_ERRORS = {ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.HOST_NOT_PR
 _CONNECTION_LOST = {CR.CR_SERVER_GONE_ERROR, CR.CR_SERVER_LOST}
 
 
-class MysqlTls(StrictModel):
-    """TLS to the server; kept small: a CA to trust, or no verification at all."""
-
-    ca_file: Path | None = Field(None, description="PEM file of the CA(s) that signed the server certificate (default: the system CAs).")
-    verify: bool = Field(True, description="Verify the server certificate and its host name; false only encrypts.")
-
-    def context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
-
 class MysqlTarget(SecretRef, TargetConfig):
     """One MySQL or MariaDB server."""
 
@@ -94,7 +79,7 @@ class MysqlTarget(SecretRef, TargetConfig):
     user: str = Field(description="Monitoring user; see the README for the GRANTs it needs.")
     schemas: list[str] | None = Field(None, min_length=1, description="Schemas whose tables and indexes are measured (default: every schema but mysql, information_schema, performance_schema and sys).")
     max_tables: int = Field(1000, ge=0, description="Export per-table and per-index series for at most this many tables, the largest (data + index bytes) first; the rest are counted in mysql_tables_omitted.")
-    tls: MysqlTls | None = Field(None, description="Connect with TLS: `ca_file` (PEM of the CAs to trust; default the system CAs) and `verify` (default true; false encrypts without checking the certificate). Never falls back to plaintext: a server without TLS fails with reason `tls`.")
+    tls: TLSClientConfig | None = Field(None, description="Connect with TLS (`ca_file`, `cert_file`/`key_file`, `verify`). Never falls back to plaintext: a server without TLS fails with reason `tls`.")
 
 
 def _placeholders(values: tuple[str, ...] | list[str]) -> str:
@@ -180,10 +165,7 @@ class MysqlProber(BlockingProber[MysqlTarget]):
 
     @staticmethod
     def _connect(target: MysqlTarget, ctx: ProbeContext) -> pymysql.Connection:
-        try:
-            password = target.password()
-        except OSError as e:
-            raise ProbeError("io", f"cannot read password_file: {e.strerror}") from None
+        password = target.password()
         where = f"unix socket {target.unix_socket}" if target.unix_socket else f"{target.host}:{target.port}"
         ctx.log(f"connecting to {where} as {target.user!r}{' with TLS' if target.tls else ''}")
         timeout = ctx.remaining()
@@ -192,7 +174,7 @@ class MysqlProber(BlockingProber[MysqlTarget]):
                 host=target.host, port=target.port, unix_socket=str(target.unix_socket) if target.unix_socket else None,
                 user=target.user, password=password or "", charset="utf8mb4", autocommit=True,
                 connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout,
-                ssl=target.tls.context() if target.tls else None, program_name="stackprobe",
+                ssl=target.tls.ssl_context() if target.tls else None, program_name="stackprobe",
             )
         except pymysql.MySQLError as e:
             raise _probe_error(e, connected=False) from e

@@ -14,7 +14,6 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,7 +26,7 @@ from redis.utils import str_if_bytes
 
 from stackprobe.configsource import StrictModel
 
-from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig
+from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig
 
 #: TYPE reply -> the command that gives that type's length.
 LENGTH_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN", "string": "STRLEN"}
@@ -106,21 +105,6 @@ def _db_number(text: str) -> int:
     return int(text)
 
 
-class RedisTLS(StrictModel):
-    """TLS settings of a rediss:// target."""
-
-    ca_file: Path | None = Field(None, description="PEM file of the CA(s) to trust instead of the system store.")
-    cert_file: Path | None = Field(None, description="Client certificate (PEM), for servers that require one (tls-auth-clients).")
-    key_file: Path | None = Field(None, description="Private key of cert_file (PEM).")
-    verify: bool = Field(True, description="Verify the server certificate and host name; turn off only for testing.")
-
-    @model_validator(mode="after")
-    def _pair(self) -> "RedisTLS":
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("set cert_file and key_file together")
-        return self
-
-
 class RedisPattern(StrictModel):
     pattern: str = Field(min_length=1, description="SCAN MATCH glob whose keys are counted, e.g. `vedfolnir:session:*`.")
     db: int | None = Field(None, ge=0, description="Database number (default: the url's).")
@@ -139,7 +123,7 @@ class RedisTarget(SecretRef, TargetConfig):
 
     url: str = Field(description="`redis://host:port/db`, `rediss://host:port/db` (TLS) or `unix:///path/redis.sock?db=N`. No credentials here.")
     username: str | None = Field(None, description="ACL user (Redis 6+); the password comes from password_env or password_file.")
-    tls: RedisTLS | None = Field(None, description="TLS options for a rediss:// url (ca_file, cert_file, key_file, verify).")
+    tls: TLSClientConfig | None = Field(None, description="TLS options for a rediss:// url (ca_file, cert_file, key_file, verify).")
     patterns: list[RedisPattern] = Field([], description="Key patterns counted with SCAN (never KEYS), each `{pattern, db}`.")
     keys: list[RedisKey] = Field([], description="Keys whose length is exported by type (TYPE, then LLEN/SCARD/ZCARD/HLEN/XLEN/STRLEN); a missing key gives 0 with type `none`. Redis counts these lookups in keyspace_hits/misses (TYPE and the length command: two hits per present key, one miss per missing key); INFO, PING and SCAN count nothing.")
     scan_budget: int = Field(100_000, ge=1, description="At most this many keys are examined per pattern per probe; beyond it the count is partial and redis_pattern_scan_truncated is 1.")
@@ -184,10 +168,7 @@ class RedisProber(Prober[RedisTarget]):
 
 def _client(target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext) -> redis.asyncio.Redis:
     """One connection for this probe only; no retries, socket timeouts bounded by the probe's."""
-    try:
-        password = target.password()
-    except OSError as e:
-        raise ProbeError("io", f"cannot read password_file: {e.strerror or e}") from None
+    password = target.password()
     timeout = ctx.remaining()
     kwargs: dict[str, Any] = dict(
         db=endpoint.db, username=target.username, password=password,
@@ -199,7 +180,7 @@ def _client(target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext) -> redis
     else:
         kwargs.update(host=endpoint.host, port=endpoint.port)
     if endpoint.tls:
-        tls = target.tls or RedisTLS()
+        tls = target.tls or TLSClientConfig()
         kwargs.update(
             ssl=True, ssl_check_hostname=tls.verify, ssl_cert_reqs="required" if tls.verify else "none",
             ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
