@@ -52,7 +52,15 @@ def test_info_values_match_the_server_and_probes_touch_no_keyspace_stats(start_e
     # SCAN patterns are configured too: they must not count as keyspace lookups either.
     exporter = start_exporter(config({"name": "cache", "url": server.url, "patterns": [{"pattern": "k*"}, {"pattern": "*", "db": 3}]}))
     exporter.wait_for_probe("cache", count=2)
-    v = lambda name, **labels: exporter.value(f"stackprobe_redis_{name}", target="cache", **labels)  # noqa: E731
+    # One scrape, then INFO: every value below comes from the same probe, taken before INFO.
+    scrape = exporter.scrape()
+
+    def v(name: str, **labels: str) -> float | None:
+        wanted = {("target", "cache"), *labels.items()}
+        values = [val for (n, ls), val in scrape.items() if n == f"stackprobe_redis_{name}" and wanted <= ls]
+        assert len(values) <= 1, (name, labels)
+        return values[0] if values else None
+
     hits, misses, used = v("keyspace_hits_total"), v("keyspace_misses_total"), v("memory_used_bytes")
     stats = info(server)
 
