@@ -1,7 +1,163 @@
-"""`gen-rules`: placeholder until the generator lands."""
+"""`gen-rules build` / `gen-rules check`: compile the KPI catalogue into every generated file.
 
+Every output comes from one emitter, `(catalogue) -> {path relative to --out: content}`, listed
+once in EMITTERS. `build` renders everything in memory, then replaces files atomically; a bad
+catalogue (exit 2) or any failure writes nothing. `check` renders into memory and compares with
+what is on disk, exiting 1 with a unified diff when the committed files are stale.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
 import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from stackprobe.configsource import ConfigError
+from stackprobe.grafana import provisioning as grafana_provisioning
+
+from . import alertmanager, prometheus, promtests
+from .catalogue import Catalogue, load_catalogue
+
+Emitter = Callable[[Catalogue], dict[str, str]]
+
+#: Every output of `gen-rules build`; adding an output format is one entry here.
+EMITTERS: list[Emitter] = [
+    prometheus.emit,
+    promtests.emit,
+    alertmanager.emit,
+    grafana_provisioning.emit,
+]
+
+#: Extra outputs chosen with --format.
+FORMATS: dict[str, Emitter] = {
+    "prometheusrule": prometheus.emit_prometheusrule,
+    "configmap": grafana_provisioning.emit_configmaps,
+}
 
 
+def render(catalogue: Catalogue, formats: tuple[str, ...] = ()) -> dict[str, str]:
+    """All outputs in memory; two emitters claiming one path is a bug, not a silent overwrite."""
+    out: dict[str, str] = {}
+    for emitter in EMITTERS + [FORMATS[f] for f in formats]:
+        for path, text in emitter(catalogue).items():
+            if path in out:
+                raise RuntimeError(f"two emitters write {path}")
+            out[path] = text
+    return dict(sorted(out.items()))
+
+
+def managed_dirs(paths: list[str]) -> set[str]:
+    """The `.../generated` folders the outputs live in; stale files are only removed from these."""
+    dirs = set()
+    for p in paths:
+        parts = Path(p).parts
+        if "generated" not in parts:
+            raise RuntimeError(f"output {p} is not under a `generated` folder")
+        dirs.add(str(Path(*parts[: parts.index("generated") + 1])))
+    return dirs
+
+
+def on_disk(root: Path, dirs: set[str]) -> dict[str, str]:
+    found = {}
+    for d in sorted(dirs):
+        for f in sorted((root / d).rglob("*")):
+            if f.is_file():
+                found[f.relative_to(root).as_posix()] = f.read_text(encoding="utf-8")
+    return found
+
+
+def write(root: Path, outputs: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Write changed files via temp file + os.replace and delete stale ones; returns (written, removed)."""
+    current = on_disk(root, managed_dirs(list(outputs)))
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for rel, text in outputs.items():
+            if current.get(rel) == text:
+                continue
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            temps.append((Path(tmp), target))
+    except BaseException:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, target in temps:
+        os.replace(tmp, target)
+    stale = sorted(set(current) - set(outputs))
+    for rel in stale:
+        (root / rel).unlink()
+    return [str(t.relative_to(root)) for _, t in temps], stale
+
+
+def diff(root: Path, outputs: dict[str, str]) -> str:
+    """A unified diff from what is on disk to what the catalogue generates ('' when in step)."""
+    current = on_disk(root, managed_dirs(list(outputs)))
+    chunks = []
+    for rel in sorted(set(current) | set(outputs)):
+        old, new = current.get(rel), outputs.get(rel)
+        if old == new:
+            continue
+        chunks += difflib.unified_diff(
+            (old or "").splitlines(keepends=True), (new or "").splitlines(keepends=True),
+            fromfile=f"a/{rel}" if old is not None else "/dev/null",
+            tofile=f"b/{rel}" if new is not None else "/dev/null",
+        )
+    return "".join(chunks)
+
+
+def _load(path: Path | None) -> Catalogue:
+    try:
+        return load_catalogue(path)
+    except ConfigError as e:
+        click.echo(f"gen-rules: invalid catalogue:\n{e}", err=True)
+        sys.exit(2)
+
+
+_catalogue_option = click.option(
+    "--catalogue", "catalogue_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Catalogue directory (service YAMLs; optional indicators.yaml and routing.yaml). Default: the built-in one.")
+_out_option = click.option(
+    "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+    help="Root the outputs are written under (rules/generated/...): the repository root.")
+_format_option = click.option(
+    "--format", "formats", type=click.Choice(sorted(FORMATS)), multiple=True,
+    help="Also emit this format (repeatable): prometheusrule = a prometheus-operator PrometheusRule manifest; "
+         "configmap = the dashboards as Kubernetes ConfigMaps labelled for the Grafana sidecar.")
+
+
+@click.group()
 def main() -> None:
-    sys.exit("gen-rules is not built yet")
+    """Compile the KPI catalogue into Prometheus rules, rule tests and an Alertmanager config."""
+
+
+@main.command()
+@_catalogue_option
+@_out_option
+@_format_option
+def build(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...]) -> None:
+    """Write every generated file under --out (nothing is written if anything fails)."""
+    outputs = render(_load(catalogue_dir), formats)
+    written, removed = write(out, outputs)
+    click.echo(f"gen-rules: {len(outputs)} files, {len(written)} written, {len(removed)} stale removed")
+
+
+@main.command()
+@_catalogue_option
+@_out_option
+@_format_option
+def check(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...]) -> None:
+    """Exit 1 with a diff when the files under --out differ from what `build` would write."""
+    delta = diff(out, render(_load(catalogue_dir), formats))
+    if delta:
+        click.echo(delta, nl=False)
+        click.echo("gen-rules: generated files are stale; run `gen-rules build` and commit the result", err=True)
+        sys.exit(1)
+    click.echo("gen-rules: generated files are up to date")

@@ -1,0 +1,599 @@
+"""The KPI catalogue: one reviewed YAML per service, compiled into every Prometheus/Alertmanager output.
+
+API stable. (`load_catalogue`, `Catalogue`, `Service`, `KPI`, `Tier`, `Indicator`, `Routing`: names
+and fields below only grow; the dashboards generator builds on them.)
+
+Files, all validated with file:line:field errors (`stackprobe.configsource`):
+
+    rules/indicators.yaml          the indicator library: PromQL of each indicator, defined once
+    rules/catalogue/routing.yaml   priorities, receivers (secrets read from files), business hours
+    rules/catalogue/<service>.yaml one per playbook: KPIs with tiers, provenance, maintenance windows
+
+A directory given to `load_catalogue` may hold its own `indicators.yaml` and `routing.yaml`;
+whichever it lacks comes from the package (so a test catalogue can replace only the routing).
+
+Conventions the data follows (and the emitters rely on):
+- A threshold is in the indicator's unit; `percentunit` thresholds are ratios (write `99.9%` or 0.999).
+- `comparison` names the *bad* direction: `above` fires when the value exceeds the threshold.
+- Tier severities: critical -> `critical`, warning -> `warning`, target -> `info`. Priorities:
+  a tier's own `priority`, else the KPI's for critical and warning tiers, else P3 for the target tier
+  (an objective is reported in the low-noise weekly summary, never paged).
+- `burn_rate: true` turns the target tier into the SRE workbook's multiwindow multi-burn-rate
+  alerts (the target threshold is the objective) instead of an info alert.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field
+
+from stackprobe.configsource import (
+    ConfigError,
+    Duration,
+    Loc,
+    StrictModel,
+    field_name,
+    line_of,
+    load_yaml,
+    parse_duration,
+    validate,
+)
+
+Priority = Literal["P0", "P1", "P2", "P3"]
+PRIORITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
+Comparison = Literal["above", "below"]
+Area = Literal["availability", "latency", "errors", "database", "cache", "backups", "certificates", "resources"]
+Provider = Literal["stackprobe", "node_exporter", "application"]
+ExternalProvider = Literal["node_exporter", "application"]
+Unit = Literal["percentunit", "s", "bytes", "short", "d", "reqps"]
+TierName = Literal["target", "warning", "critical"]
+TIERS: tuple[str, ...] = ("target", "warning", "critical")
+#: Alert `severity` label of each tier.
+SEVERITY: dict[str, str] = {"critical": "critical", "warning": "warning", "target": "info"}
+
+ID = r"^[a-z][a-z0-9_]*$"
+SERVICE_ID = r"^[a-z][a-z0-9-]*$"
+RECORD = r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+$"
+LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+#: The SRE workbook's multiwindow pairs: (long window, short window, burn-rate factor, severity).
+BURN_RATE_WINDOWS: tuple[tuple[str, str, float, str], ...] = (
+    ("1h", "5m", 14.4, "critical"),
+    ("6h", "30m", 6.0, "critical"),
+    ("1d", "2h", 3.0, "warning"),
+    ("3d", "6h", 1.0, "warning"),
+)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_DIRECTORY = PACKAGE_DIR / "catalogue"
+
+
+def _for_duration(value: Any) -> float:
+    """Like Duration, but `0s` is allowed: some alerts must fire at once."""
+    return 0.0 if value in (0, "0", "0s") else parse_duration(value)
+
+
+def _threshold(value: Any) -> float:
+    """A number, `99.9%` (a ratio), or a duration such as `500ms` or `24h` (seconds)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%"):
+            return float(text[:-1]) / 100
+        return parse_duration(text)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a threshold (a number, `99.9%` or a duration like `500ms`)")
+    return float(value)
+
+
+ForDuration = Annotated[float, BeforeValidator(_for_duration)]
+Threshold = Annotated[float, BeforeValidator(_threshold)]
+
+
+# --------------------------------------------------------------------------------------------
+# The indicator library
+# --------------------------------------------------------------------------------------------
+
+class FixtureSeries(StrictModel):
+    """One input series of the generated promtool tests, as a function of the indicator value `v`.
+
+    Exactly one of the kinds is set; each is an arithmetic expression in `v`:
+    `gauge` (a constant value), `counter` (a counter growing this much per second),
+    `clock` (a Unix-time gauge this many seconds from the evaluation time; negative = past),
+    `quantile` (a histogram whose `quantile`-th quantile equals v; the series name is the family).
+    `before` gives the gauge/counter expression used before the indicator's `fixture_shift`.
+    """
+
+    series: str
+    gauge: str | None = None
+    counter: str | None = None
+    clock: str | None = None
+    quantile: float | None = Field(None, gt=1 / 3, lt=1)
+    before: str | None = None
+
+
+class Indicator(StrictModel):
+    """A named measurement, recorded once as a Prometheus recording rule."""
+
+    id: str = ""
+    record: str = Field(pattern=RECORD, description="Recording-rule name, `level:metric:operations`.")
+    expr: str = Field(description="PromQL; external providers use ${param} placeholders and ${match}.")
+    unit: Unit
+    provider: Provider
+    description: str
+    metrics: list[str] = Field(min_length=1, description="Raw metric names the expr reads (may use ${param}).")
+    labels: list[str] = Field(description="Labels the recorded series keep (`service` always first).")
+    params: dict[str, str] = Field({}, description="External providers: metric names etc., overridable per service.")
+    window: Duration | None = Field(None, description="The range the expr already averages over; None for gauges.")
+    liveness: bool = Field(False, description="A down target inhibits the other alerts of that target.")
+    fixture: list[FixtureSeries] = Field(min_length=1)
+    fixture_shift: Duration | None = None
+
+    def render(self, params: Mapping[str, str], match: Mapping[str, str]) -> str:
+        """The expr with ${param} and ${match} substituted (stackprobe exprs have none)."""
+        return _substitute(self.expr, params, match)
+
+    def metric_names(self, params: Mapping[str, str]) -> list[str]:
+        return [_substitute(m, params, {}) for m in self.metrics]
+
+
+def _substitute(text: str, params: Mapping[str, str], match: Mapping[str, str]) -> str:
+    values = dict(params, match=", ".join(f'{k}="{v}"' for k, v in sorted(match.items())))
+    return string.Template(text).substitute(values)
+
+
+class IndicatorFile(StrictModel):
+    indicators: dict[str, Indicator]
+
+
+# --------------------------------------------------------------------------------------------
+# Routing (Alertmanager) data
+# --------------------------------------------------------------------------------------------
+
+class TimeRange(StrictModel):
+    start_time: str = Field(pattern=r"^\d\d:\d\d$")
+    end_time: str = Field(pattern=r"^\d\d:\d\d$")
+
+
+class TimeInterval(StrictModel):
+    """One Alertmanager time interval; the fields are Alertmanager's own."""
+
+    weekdays: list[str] = []
+    times: list[TimeRange] = []
+    days_of_month: list[str] = []
+    months: list[str] = []
+    location: str = "UTC"
+
+
+class Source(StrictModel):
+    """Provenance: the playbook file and the section heading a value came from."""
+
+    playbook: str = ""
+    section: str
+
+    @classmethod
+    def _coerce(cls, value: Any) -> Any:
+        return {"section": value} if isinstance(value, str) else value
+
+
+SourceField = Annotated[Source, BeforeValidator(Source._coerce)]
+
+
+class PriorityPolicy(StrictModel):
+    """How alerts of one priority are delivered; repeat_interval defaults to the response time."""
+
+    receiver: str
+    response_time: Duration
+    group_wait: ForDuration
+    group_interval: Duration
+    repeat_interval: Duration | None = None
+    active_time_intervals: list[str] = []
+    description: str
+    source: list[SourceField] = []
+
+    @property
+    def repeat(self) -> float:
+        return self.repeat_interval or self.response_time
+
+
+class Routing(StrictModel):
+    """Receivers (Alertmanager receiver bodies, secrets read from files) and one policy per priority."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runbook_base_url: str
+    global_: dict[str, Any] = Field({}, alias="global")
+    group_by: list[str]
+    receivers: dict[str, dict[str, Any]]
+    priorities: dict[Priority, PriorityPolicy]
+    time_intervals: dict[str, list[TimeInterval]] = {}
+
+
+# --------------------------------------------------------------------------------------------
+# Services and KPIs
+# --------------------------------------------------------------------------------------------
+
+class Tier(StrictModel):
+    """One threshold of a KPI, in the indicator's unit, held for `for` seconds before firing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    threshold: Threshold
+    for_: ForDuration | None = Field(None, alias="for")
+    priority: Priority | None = None
+    #: Where this tier's number came from, when it is not the KPI's own section.
+    source: SourceField | None = None
+
+
+class KPI(StrictModel):
+    """A playbook's KPI: an indicator, the bad direction, tiers, priority and where it came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str = Field(pattern=ID)
+    service: str = ""
+    title: str
+    description: str
+    indicator: str | None = None
+    match: dict[str, str] = Field({}, description="Equality label matchers narrowing the indicator's series.")
+    comparison: Comparison | None = None
+    target: Tier | None = None
+    warning: Tier | None = None
+    critical: Tier | None = None
+    window: Duration | None = None
+    for_: ForDuration | None = Field(None, alias="for")
+    priority: Priority
+    area: Area | None = None
+    source: SourceField
+    alertable: bool = True
+    not_alertable_reason: str | None = None
+    burn_rate: bool = False
+    #: Priority of the slow (1 d and 3 d) burn-rate alerts, the workbook's "ticket" pairs;
+    #: the fast pairs (1 h, 6 h) page with the KPI's priority.
+    burn_rate_ticket_priority: Priority = "P2"
+    notes: str = ""
+    runbook_base_url: str = ""
+
+    def tiers(self) -> list[tuple[str, Tier]]:
+        """The tiers that are set, mildest first."""
+        return [(name, t) for name in TIERS if (t := getattr(self, name)) is not None]
+
+    def alert_tiers(self) -> list[tuple[str, Tier]]:
+        """Tiers that become threshold alerts (a burn-rate target tier becomes burn-rate alerts)."""
+        if not self.alertable:
+            return []
+        return [(n, t) for n, t in self.tiers() if not (n == "target" and self.burn_rate)]
+
+    def tier_priority(self, tier: str) -> str:
+        t: Tier = getattr(self, tier)
+        return t.priority or ("P3" if tier == "target" else self.priority)
+
+    def alert_name(self, tier: str) -> str:
+        """`PortfolioLatencyP95Critical`; `tier` may also be a burn-rate suffix like `BurnRate1h`."""
+        return camel(self.service) + camel(self.id) + camel(tier)
+
+    def tier_source(self, tier: str | None = None) -> Source:
+        t: Tier | None = getattr(self, tier) if tier in TIERS else None
+        return t.source if t is not None and t.source is not None else self.source
+
+    def runbook_url(self, tier: str | None = None) -> str:
+        """Link to the playbook section the KPI (or the tier's number) came from."""
+        src = self.tier_source(tier)
+        return f"{self.runbook_base_url}{src.playbook}#{anchor(src.section)}"
+
+
+class ExporterBinding(StrictModel):
+    """Where a service's series of an external exporter are: label matchers and metric names."""
+
+    match: dict[str, str] = Field(min_length=1, description="Equality label matchers selecting the service's series.")
+    params: dict[str, str] = {}
+
+
+class MaintenanceWindow(StrictModel):
+    """A recurring window in which the service's notifications are muted."""
+
+    name: str = Field(pattern=SERVICE_ID)
+    description: str
+    intervals: list[TimeInterval] = Field(min_length=1)
+    mute: list[Priority] = list(PRIORITIES)
+    source: SourceField
+
+
+class AbsentAlert(StrictModel):
+    """The alert when none of the service's targets reports any more (exporter gone, target removed)."""
+
+    for_: ForDuration = Field(600.0, alias="for")
+    priority: Priority = "P1"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Service(StrictModel):
+    """One playbook: its KPIs, external exporter bindings and maintenance windows."""
+
+    id: str = Field(pattern=SERVICE_ID)
+    title: str
+    playbook: str
+    description: str
+    exporters: dict[ExternalProvider, ExporterBinding] = {}
+    maintenance: list[MaintenanceWindow] = []
+    absent: AbsentAlert = AbsentAlert()
+    kpis: list[KPI]
+
+    def binding(self, provider: str) -> ExporterBinding:
+        """The service's binding for an exporter; stackprobe's series carry the `service` label."""
+        if provider == "stackprobe" or provider not in self.exporters:
+            return ExporterBinding(match={"service": self.id})
+        return self.exporters[provider]  # type: ignore[index]
+
+    def alertable_kpis(self) -> list[KPI]:
+        return [k for k in self.kpis if k.alertable]
+
+    def mute_interval_name(self, window: MaintenanceWindow) -> str:
+        return f"{self.id}-{window.name}"
+
+
+class Catalogue(StrictModel):
+    """Every service, the indicator library and the routing, validated together."""
+
+    services: list[Service]
+    indicators: dict[str, Indicator]
+    routing: Routing
+
+    def service(self, service_id: str) -> Service:
+        return next(s for s in self.services if s.id == service_id)
+
+    def indicator_of(self, kpi: KPI) -> Indicator:
+        assert kpi.indicator is not None, f"{kpi.service}/{kpi.id} has no indicator"
+        return self.indicators[kpi.indicator]
+
+    def params(self, indicator: Indicator, service: Service) -> dict[str, str]:
+        return dict(indicator.params, **service.binding(indicator.provider).params)
+
+    def expr(self, indicator: Indicator, service: Service) -> str:
+        """The indicator's PromQL for one service (external providers are per service)."""
+        b = service.binding(indicator.provider)
+        return indicator.render(self.params(indicator, service), b.match)
+
+    def metric_names(self, indicator: Indicator, service: Service | None = None) -> list[str]:
+        params = self.params(indicator, service) if service else dict(indicator.params)
+        return indicator.metric_names(params)
+
+    def used_indicators(self, service: Service) -> list[Indicator]:
+        """Indicators the service's KPIs read, in library order."""
+        used = {k.indicator for k in service.kpis if k.indicator}
+        return [i for i in self.indicators.values() if i.id in used]
+
+
+def camel(text: str) -> str:
+    """`universal-gallery` -> `UniversalGallery`, `latency_p95` -> `LatencyP95`."""
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[-_\s]+", text) if p)
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lowercase, punctuation dropped, spaces to dashes."""
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+# --------------------------------------------------------------------------------------------
+# Arithmetic in `v` (fixture expressions), without eval()
+# --------------------------------------------------------------------------------------------
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def evaluate(expr: str, v: float) -> float:
+    """Evaluate `1 - v`, `v * 86400`, ...: numbers, `v`, + - * / and parentheses only."""
+
+    def ev(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.Name) and node.id == "v":
+            return v
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.operand))
+        raise ValueError(f"only numbers, v, + - * / and parentheses are allowed in {expr!r}")
+
+    return ev(ast.parse(expr, mode="eval"))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and cross-file validation
+# --------------------------------------------------------------------------------------------
+
+INDICATORS_FILE = "indicators.yaml"
+ROUTING_FILE = "routing.yaml"
+
+
+class _Problems:
+    """Collects (loc, message) of one file and raises one ConfigError naming every line."""
+
+    def __init__(self, path: Path, marks: dict[Loc, int]):
+        self.path, self.marks, self.items = path, marks, []
+
+    def add(self, loc: Loc, message: str) -> None:
+        self.items.append((line_of(loc, self.marks), field_name(loc), message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(self.path, self.items)
+
+
+def _pick(directory: Path, name: str) -> Path:
+    own = directory / name
+    return own if own.exists() else (PACKAGE_DIR / name if name == INDICATORS_FILE else DEFAULT_DIRECTORY / name)
+
+
+def load_catalogue(directory: Path | None = None) -> Catalogue:
+    """Load and cross-check a catalogue directory; any mistake raises ConfigError (file:line: field)."""
+    directory = Path(directory) if directory is not None else DEFAULT_DIRECTORY
+    indicators = _load_indicators(_pick(directory, INDICATORS_FILE))
+    routing_path = _pick(directory, ROUTING_FILE)
+    routing = _load_routing(routing_path)
+    files = sorted(p for p in directory.glob("*.yaml") if p.name not in (INDICATORS_FILE, ROUTING_FILE))
+    if not files:
+        raise ConfigError(directory, [(None, "", "no service files (*.yaml) in the catalogue directory")])
+    services: list[Service] = []
+    first_file: dict[str, Path] = {}
+    for path in files:
+        data, marks = load_yaml(path)
+        service = validate(Service, data, path, marks)
+        problems = _Problems(path, marks)
+        if service.id in first_file:
+            problems.add(("id",), f"duplicate service id {service.id!r} (also in {first_file[service.id]})")
+        first_file.setdefault(service.id, path)
+        services.append(_check_service(service, indicators, routing, problems))
+        problems.raise_if_any()
+    return Catalogue(services=services, indicators=indicators, routing=routing)
+
+
+def _load_indicators(path: Path) -> dict[str, Indicator]:
+    data, marks = load_yaml(path)
+    model = validate(IndicatorFile, data, path, marks)
+    problems = _Problems(path, marks)
+    out: dict[str, Indicator] = {}
+    records: dict[str, str] = {}
+    for iid, ind in model.indicators.items():
+        loc: Loc = ("indicators", iid)
+        if not re.match(ID, iid):
+            problems.add(loc, f"indicator id {iid!r} must match {ID}")
+        if ind.labels[:1] != ["service"]:
+            problems.add(loc + ("labels",), "the first label must be `service`")
+        if ind.provider == "stackprobe" and (ind.params or "$" in ind.expr):
+            problems.add(loc + ("params",), "stackprobe indicators read stackprobe's own names; no ${params}")
+        if ind.provider != "stackprobe" and "${match}" not in ind.expr:
+            problems.add(loc + ("expr",), "external indicators must select the service's series with ${match}")
+        try:
+            ind.render(ind.params, {})
+            ind.metric_names(ind.params)
+        except (KeyError, ValueError) as e:
+            problems.add(loc + ("expr",), f"unknown or malformed placeholder {e}")
+        if ind.record in records:
+            problems.add(loc + ("record",), f"record {ind.record!r} is also used by indicator {records[ind.record]!r}")
+        records[ind.record] = iid
+        for j, fx in enumerate(ind.fixture):
+            kinds = [k for k in ("gauge", "counter", "clock", "quantile") if getattr(fx, k) is not None]
+            if len(kinds) != 1:
+                problems.add(loc + ("fixture", j), "set exactly one of gauge, counter, clock, quantile")
+            for k in ("gauge", "counter", "clock", "before"):
+                if (e := getattr(fx, k)) is not None:
+                    try:
+                        evaluate(e, 0.5)
+                    except (ValueError, SyntaxError) as err:
+                        problems.add(loc + ("fixture", j, k), str(err))
+        out[iid] = ind.model_copy(update={"id": iid})
+    problems.raise_if_any()
+    return out
+
+
+def _load_routing(path: Path) -> Routing:
+    data, marks = load_yaml(path)
+    routing = validate(Routing, data, path, marks)
+    problems = _Problems(path, marks)
+    for p in PRIORITIES:
+        if p not in routing.priorities:
+            problems.add(("priorities",), f"priority {p} has no policy")
+    for p, policy in routing.priorities.items():
+        if policy.receiver not in routing.receivers:
+            problems.add(("priorities", p, "receiver"), f"unknown receiver {policy.receiver!r}")
+        for j, name in enumerate(policy.active_time_intervals):
+            if name not in routing.time_intervals:
+                problems.add(("priorities", p, "active_time_intervals", j), f"unknown time interval {name!r}")
+    problems.raise_if_any()
+    return routing
+
+
+def _check_service(service: Service, indicators: dict[str, Indicator], routing: Routing, problems: _Problems) -> Service:
+    """Cross-checks pydantic cannot do alone; returns the service with provenance filled in."""
+    for provider, binding in service.exporters.items():
+        known = {p for i in indicators.values() if i.provider == provider for p in i.params}
+        for name in binding.params:
+            if name not in known:
+                problems.add(("exporters", provider, "params", name), f"no {provider} indicator has a parameter {name!r}")
+    seen: dict[str, int] = {}
+    kpis: list[KPI] = []
+    for i, kpi in enumerate(service.kpis):
+        loc: Loc = ("kpis", i)
+        if kpi.id in seen:
+            problems.add(loc + ("id",), f"duplicate KPI id {kpi.id!r} (first at kpis[{seen[kpi.id]}])")
+        seen.setdefault(kpi.id, i)
+        _check_kpi(kpi, indicators, loc, problems)
+        update: dict[str, Any] = {"service": service.id, "source": _with_playbook(kpi.source, service),
+                                  "runbook_base_url": routing.runbook_base_url}
+        for name, tier in kpi.tiers():  # tiers carry their resolved `for` and playbook
+            tier_update: dict[str, Any] = {"for_": resolved_for(kpi, tier)}
+            if tier.source is not None:
+                tier_update["source"] = _with_playbook(tier.source, service)
+            update[name] = tier.model_copy(update=tier_update)
+        kpis.append(kpi.model_copy(update=update))
+    windows = [w.model_copy(update={"source": _with_playbook(w.source, service)}) for w in service.maintenance]
+    return service.model_copy(update={"kpis": kpis, "maintenance": windows})
+
+
+def _with_playbook(source: Source, service: Service) -> Source:
+    return source if source.playbook else source.model_copy(update={"playbook": service.playbook})
+
+
+def _check_kpi(kpi: KPI, indicators: dict[str, Indicator], loc: Loc, problems: _Problems) -> None:
+    if not kpi.alertable:
+        if not kpi.not_alertable_reason:
+            problems.add(loc + ("not_alertable_reason",), "a KPI that is not alertable must say why")
+        if kpi.indicator is not None and kpi.indicator not in indicators:
+            problems.add(loc + ("indicator",), f"unknown indicator {kpi.indicator!r}")
+        return
+    if kpi.not_alertable_reason:
+        problems.add(loc + ("not_alertable_reason",), "only for KPIs with alertable: false")
+    if kpi.area is None:
+        problems.add(loc + ("area",), "an alertable KPI needs an area")
+    if kpi.indicator is None:
+        problems.add(loc + ("indicator",), "an alertable KPI needs an indicator")
+        return
+    if kpi.indicator not in indicators:
+        problems.add(loc + ("indicator",), f"unknown indicator {kpi.indicator!r} (see rules/indicators.yaml)")
+        return
+    ind = indicators[kpi.indicator]
+    for label in kpi.match:
+        if label not in ind.labels:
+            problems.add(loc + ("match", label), f"indicator {ind.id!r} keeps only the labels {ind.labels}")
+    if kpi.comparison is None:
+        problems.add(loc + ("comparison",), "an alertable KPI needs a comparison (above or below)")
+        return
+    tiers = kpi.tiers()
+    if not kpi.alert_tiers() and not kpi.burn_rate:
+        problems.add(loc, "an alertable KPI needs at least one tier (target, warning or critical)")
+    for name, tier in tiers:
+        if ind.unit == "percentunit" and not 0 <= tier.threshold <= 1:
+            problems.add(loc + (name, "threshold"), f"{tier.threshold:g} is not a ratio; write e.g. `80%` or 0.8")
+        if tier.for_ is None and kpi.for_ is None and not (name == "target" and kpi.burn_rate):
+            problems.add(loc + (name, "for"), "set `for` on the tier or on the KPI (and say why in notes)")
+    # Milder tiers must fire first: for `above`, target <= warning <= critical.
+    sign = 1 if kpi.comparison == "above" else -1
+    for (n1, t1), (n2, t2) in zip(tiers, tiers[1:]):
+        if sign * t1.threshold > sign * t2.threshold:
+            stricter = "lower" if kpi.comparison == "above" else "higher"
+            problems.add(loc + (n1, "threshold"),
+                         f"{n1} ({t1.threshold:g}) is stricter than {n2} ({t2.threshold:g}); "
+                         f"with comparison {kpi.comparison!r} the {n2} threshold must not be {stricter}")
+    if kpi.burn_rate:
+        if kpi.target is None:
+            problems.add(loc + ("burn_rate",), "burn-rate alerts need a target tier (the objective)")
+        elif ind.unit != "percentunit" or kpi.comparison != "below" or not 0 < kpi.target.threshold < 1:
+            problems.add(loc + ("burn_rate",), "burn-rate alerts need a ratio objective below 100% (comparison: below)")
+
+
+def resolved_for(kpi: KPI, tier: Tier) -> float:
+    """The tier's `for`, else the KPI's (the loader guarantees one is set for alert tiers)."""
+    value = tier.for_ if tier.for_ is not None else kpi.for_
+    return 0.0 if value is None else value

@@ -1,0 +1,245 @@
+"""gen-rules: the catalogue compiles into rules, tests and routing that the real promtool/amtool accept."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import promql_parser
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from fixtures.promtools import run
+from stackprobe.exporter.metrics import PREFIX, exported_series_names
+from stackprobe.rules import alertmanager, cli, prometheus, promtests
+from stackprobe.rules.catalogue import PRIORITIES, load_catalogue
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = REPO.parent / "shared" / "seeds"
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, catalogue) -> Path:
+    """The outputs written by `gen-rules build` into a fresh directory."""
+    out = tmp_path_factory.mktemp("out")
+    result = CliRunner().invoke(cli.main, ["build", "--out", str(out), "--format", "prometheusrule"])
+    assert result.exit_code == 0, result.output
+    return out / "rules" / "generated"
+
+
+def test_committed_outputs_are_up_to_date():
+    result = CliRunner().invoke(cli.main, ["check", "--out", str(REPO)])
+    assert result.exit_code == 0, result.output
+
+
+def test_output_is_deterministic(catalogue, tmp_path):
+    first = cli.render(catalogue)
+    assert cli.render(load_catalogue()) == first
+    for _ in range(2):
+        CliRunner().invoke(cli.main, ["build", "--out", str(tmp_path)])
+        assert cli.on_disk(tmp_path, cli.managed_dirs(list(first))) == first
+
+
+def test_promtool_check_rules(promtool, built, catalogue):
+    files = sorted(built.glob("*.rules.yml"))
+    result = run(promtool, "check", "rules", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = yaml.safe_load((built / "kubernetes" / "prometheusrule.yaml").read_text())
+    assert manifest["kind"] == "PrometheusRule"
+    rules_in_files = sum(len(g["rules"]) for f in files for g in yaml.safe_load(f.read_text())["groups"])
+    assert sum(len(g["rules"]) for g in manifest["spec"]["groups"]) == rules_in_files
+
+
+def test_generated_rule_unit_tests_pass(promtool, built):
+    files = sorted((built / "tests").glob("*.test.yml"))
+    assert len(files) >= 5
+    with ThreadPoolExecutor(len(files)) as pool:
+        results = list(pool.map(lambda f: run(promtool, "test", "rules", f.name, cwd=f.parent), files))
+    failed = [f"{f.name}:\n{r.stdout}{r.stderr}" for f, r in zip(files, results) if r.returncode != 0]
+    assert not failed, "\n".join(failed)
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case(catalogue):
+    for service in catalogue.services:
+        tests = [t for ts in promtests.cases(catalogue, service).values() for t in ts]
+        for spec in prometheus.alerts(catalogue, service):
+            checks = [c for t in tests for c in t["alert_rule_test"] if c["alertname"] == spec.name]
+            assert any(c["exp_alerts"] for c in checks), f"{spec.name} is never expected to fire"
+            assert any(not c["exp_alerts"] for c in checks), f"{spec.name} is never expected to stay quiet"
+
+
+def test_amtool_check_config(amtool, built):
+    result = run(amtool, "check-config", built / "alertmanager.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("priority", PRIORITIES)
+def test_amtool_routes_each_priority_to_its_receiver(amtool, built, catalogue, priority):
+    receiver = catalogue.routing.priorities[priority].receiver
+    for service in ("universal-gallery", "portfolio"):  # with and without maintenance sub-routes
+        result = run(amtool, "config", "routes", "test", f"--config.file={built / 'alertmanager.yml'}",
+                     f"--verify.receivers={receiver}", f"priority={priority}", f"service={service}",
+                     "severity=critical", "alertname=X")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.strip() == receiver
+
+
+def test_routing_timing_and_time_intervals(catalogue):
+    """What amtool cannot evaluate (it ignores time): P2 only in business hours, maintenance mutes."""
+    doc = alertmanager.config(catalogue)
+    routes = {r["matchers"][0]: r for r in doc["route"]["routes"]}
+    assert routes['priority="P0"']["group_wait"] == "0s"
+    assert [routes[f'priority="{p}"']["repeat_interval"] for p in PRIORITIES] == ["15m", "1h", "4h", "1w"]
+    p2 = routes['priority="P2"']
+    assert p2["active_time_intervals"] == ["business-hours"]
+    gallery = next(r for r in p2["routes"] if r["matchers"] == ['service="universal-gallery"'])
+    assert gallery["mute_time_intervals"] == ["universal-gallery-weekly", "universal-gallery-monthly"]
+    assert gallery["active_time_intervals"] == ["business-hours"]
+    intervals = {i["name"]: i["time_intervals"] for i in doc["time_intervals"]}
+    assert intervals["universal-gallery-monthly"] == [{"weekdays": ["sunday"], "days_of_month": ["1:7"],
+                                                       "times": [{"start_time": "01:00", "end_time": "06:00"}],
+                                                       "location": "UTC"}]
+    assert intervals["business-hours"][0]["weekdays"] == ["monday:friday"]
+    liveness = doc["inhibit_rules"][-1]
+    assert "VedfolnirMysqlDownCritical" in liveness["source_matchers"][0]
+    assert liveness["equal"] == ["service", "target"]
+
+
+def _selectors(expr: str) -> set[str]:
+    names: set[str] = set()
+
+    def visit(node) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        for attr in ("expr", "lhs", "rhs", "vector_selector", "param"):
+            child = getattr(node, attr, None)
+            if isinstance(child, promql_parser.Expr):
+                visit(child)
+        for arg in getattr(node, "args", None) or []:
+            visit(arg)
+
+    visit(promql_parser.parse(expr))
+    return names
+
+
+def test_indicator_metrics_are_exported_or_attributed(catalogue):
+    """Every name an indicator reads is stackprobe's own, or comes from the named external exporter."""
+    exported = exported_series_names()
+    for ind in catalogue.indicators.values():
+        users = [s for s in catalogue.services if ind in catalogue.used_indicators(s)] or [None]
+        for service in users:
+            expr = catalogue.expr(ind, service) if service else ind.render(ind.params, {"service": "x"})
+            names = _selectors(expr)
+            assert names == set(catalogue.metric_names(ind, service)), f"{ind.id}: metrics do not match its expr"
+            for name in names:
+                if ind.provider == "stackprobe":
+                    assert name in exported, f"{ind.id} reads {name}, which stackprobe does not export"
+                else:
+                    assert not name.startswith(PREFIX), f"{ind.id} ({ind.provider}) reads stackprobe's {name}"
+
+
+def test_alert_rules_read_only_recorded_indicators(catalogue):
+    records = {i.record for i in catalogue.indicators.values()}
+    for service in catalogue.services:
+        for spec in prometheus.alerts(catalogue, service):
+            names = _selectors(spec.expr)
+            assert names <= records | {"stackprobe_probe_success"}, spec.name
+
+
+def test_alerts_carry_routing_labels_and_runbooks(catalogue):
+    for service in catalogue.services:
+        for spec in prometheus.alerts(catalogue, service):
+            assert set(spec.labels) >= {"service", "kpi", "severity", "priority"}
+            assert spec.labels["severity"] in ("critical", "warning", "info")
+            assert spec.labels["priority"] in PRIORITIES
+            assert spec.annotations["runbook_url"].startswith(catalogue.routing.runbook_base_url + service.playbook)
+
+
+# --- the playbooks' numbers -----------------------------------------------------------------------
+
+# (service, kpi, tier) -> threshold, in the indicator's unit; the issue's table, row by row.
+PLAYBOOK_THRESHOLDS = {
+    ("universal-gallery", "availability", "warning"): 0.999,
+    ("universal-gallery", "availability", "target"): 0.9999,
+    ("universal-gallery", "latency_avg", "warning"): 0.5,
+    ("universal-gallery", "latency_avg", "target"): 0.3,
+    ("universal-gallery", "latency_p95", "target"): 1.0,
+    ("universal-gallery", "error_rate", "warning"): 0.02,
+    ("universal-gallery", "error_rate", "target"): 0.005,
+    ("universal-gallery", "db_connections", "warning"): 0.8,
+    ("universal-gallery", "cache_hit_ratio", "warning"): 0.85,
+    ("universal-gallery", "backup_age", "critical"): 86400,
+    ("universal-gallery", "cert_expiry", "warning"): 30,
+    ("universal-gallery", "throughput", "target"): 1000,
+    ("universal-gallery", "latency_degradation", "critical"): 0.5,
+    ("portfolio", "availability", "target"): 0.999,
+    ("portfolio", "availability", "warning"): 0.995,
+    ("portfolio", "availability", "critical"): 0.99,
+    ("portfolio", "latency_p95", "target"): 1.0,
+    ("portfolio", "latency_p95", "warning"): 2.0,
+    ("portfolio", "latency_p95", "critical"): 5.0,
+    ("portfolio", "error_rate", "target"): 0.001,
+    ("portfolio", "error_rate", "warning"): 0.01,
+    ("portfolio", "error_rate", "critical"): 0.05,
+    ("portfolio", "image_processing_success", "target"): 0.99,
+    ("portfolio", "image_processing_success", "warning"): 0.98,
+    ("portfolio", "image_processing_success", "critical"): 0.95,
+    ("portfolio", "cache_hit_ratio", "target"): 0.9,
+    ("portfolio", "cache_hit_ratio", "warning"): 0.8,
+    ("portfolio", "cache_hit_ratio", "critical"): 0.7,
+    ("portfolio", "cpu", "warning"): 0.8,
+    ("portfolio", "memory", "warning"): 0.8,
+    ("vedfolnir", "cpu", "warning"): 0.8,
+    ("vedfolnir", "memory", "warning"): 0.85,
+    ("vedfolnir", "disk", "warning"): 0.9,
+    ("vedfolnir", "latency_avg", "warning"): 2.0,
+    ("vedfolnir", "error_rate", "warning"): 0.05,
+    ("vedfolnir", "db_connections", "warning"): 0.8,
+    ("vedfolnir", "slow_queries", "warning"): 10,
+    ("vedfolnir", "redis_memory", "warning"): 0.9,
+    ("generative-art-gallery", "cpu", "warning"): 0.8,
+    ("generative-art-gallery", "memory", "warning"): 0.85,
+    ("generative-art-gallery", "disk", "warning"): 0.9,
+    ("generative-art-gallery", "error_rate", "warning"): 0.01,
+    ("generative-art-gallery", "latency_degradation", "warning"): 0.1,
+}
+
+# KPIs the table names without a number, or as conditions: they must exist (alertable or not).
+PLAYBOOK_KPIS = {
+    "universal-gallery": {"backup_verify", "target_down", "mttr", "user_satisfaction"},
+    "portfolio": {"image_queue_length", "cert_expiry", "backup_age", "target_down"},
+    "vedfolnir": {"replication_lag", "target_down", "mysql_down", "redis_down", "emergency_maintenance",
+                  "maintenance_mode", "backup_verify", "backup_age", "backup_retention", "cert_expiry"},
+    "generative-art-gallery": {"service_down", "backup_size_drop", "backup_size_growth", "backup_verify"},
+    "client-templates": {"cert_expiry", "backup_age", "backup_verify", "alert_acknowledgement", "service_down"},
+}
+
+
+def test_catalogue_covers_the_playbooks(catalogue):
+    kpis = {(s.id, k.id): k for s in catalogue.services for k in s.kpis}
+    for (service, kpi, tier), threshold in PLAYBOOK_THRESHOLDS.items():
+        assert getattr(kpis[(service, kpi)], tier).threshold == pytest.approx(threshold), (service, kpi, tier)
+    for service, ids in PLAYBOOK_KPIS.items():
+        assert ids <= {k for s, k in kpis if s == service}, service
+    gallery = catalogue.service("universal-gallery")
+    assert gallery.kpis[0].burn_rate and [w.name for w in gallery.maintenance] == ["weekly", "monthly"]
+    assert kpis[("vedfolnir", "cpu")].warning.for_ == 300
+    for kpi in kpis.values():
+        assert kpi.alertable or kpi.not_alertable_reason
+
+
+def test_provenance_names_real_playbook_sections(catalogue):
+    if not SEEDS.is_dir():
+        pytest.skip(f"the playbooks are not next to the repository ({SEEDS})")
+    for service in catalogue.services:
+        text = (SEEDS / service.playbook).read_text(encoding="utf-8")
+        headings = {line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")}
+        for kpi in service.kpis:
+            for source in {kpi.tier_source(t).section for t in (None, "target", "warning", "critical")}:
+                assert source in headings, f"{service.id}/{kpi.id}: no heading {source!r} in {service.playbook}"
