@@ -1,9 +1,10 @@
 """Probes every target in the background, each on its own interval and under its own timeout.
 
 One asyncio task per target: a slow, hung or failing target only ever delays itself. Blocking
-client libraries run in a worker pool (see probers.base.BlockingProber). Start times are spread
-over the first interval (a hash of the target name) so hundreds of targets do not fire at once,
-and later runs stay on a fixed cadence rather than drifting by each probe's duration.
+client libraries run in a worker pool (see probers.base.BlockingProber). Each target has a
+phase, a hash of its name: its first probe comes within min(interval, 10 s) of (re)start, later
+ones at that phase of every interval, so hundreds of targets spread over the whole interval
+instead of firing at once, and keep a fixed cadence rather than drifting by each probe's duration.
 """
 
 from __future__ import annotations
@@ -50,10 +51,9 @@ async def probe_once(target: TargetConfig, prober_name: str, previous: TargetRes
                           duration=duration, finished_at=time.time())
 
 
-def _first_delay(target: TargetConfig) -> float:
-    """Deterministic per-target offset, so restarts keep the same spread."""
-    spread = min(target.interval, STARTUP_SPREAD_SECONDS)
-    return (zlib.crc32(target.name.encode()) % 10_000) / 10_000 * spread
+def _phase(target: TargetConfig) -> float:
+    """Deterministic per-target fraction of the interval, so restarts keep the same spread."""
+    return (zlib.crc32(target.name.encode()) % 10_000) / 10_000
 
 
 class Scheduler:
@@ -96,7 +96,11 @@ class Scheduler:
 
     async def _loop(self, target: TargetConfig, prober_name: str) -> None:
         loop = asyncio.get_running_loop()
-        next_run = loop.time() + _first_delay(target)
+        # The first probe comes soon after (re)start; later ones sit at the target's own phase of
+        # the interval, so targets sharing an interval spread over all of it, not just its start.
+        started, phase = loop.time(), _phase(target)
+        next_run = started + phase * min(target.interval, STARTUP_SPREAD_SECONDS)
+        first = True
         while True:
             await asyncio.sleep(max(0.0, next_run - loop.time()))
             previous = self.snapshot.get(target.name)
@@ -105,7 +109,12 @@ class Scheduler:
             self._log_transition(previous, result)
             # Keep the cadence; if a probe overran whole intervals, skip the missed runs.
             now = loop.time()
-            next_run += target.interval
+            if first:  # move onto the phase grid, at least half an interval later
+                next_run, first = started + phase * target.interval, False
+                while next_run < now + target.interval / 2:
+                    next_run += target.interval
+            else:
+                next_run += target.interval
             if next_run < now:
                 next_run += ((now - next_run) // target.interval + 1) * target.interval
 
