@@ -35,15 +35,7 @@ def target(name: str, path: Path, globs: str = "['*.sql.gz']", **fields: object)
 
 
 def run(start_exporter, *targets: str):
-    exporter = start_exporter("backup:\n" + "".join(targets))
-    for t in targets:
-        exporter.wait_for_probe(t.split("name: ", 1)[1].split(",", 1)[0])
-    return exporter
-
-
-def failures(exporter, name: str) -> set[str]:
-    return {dict(labels)["reason"] for (n, labels), v in exporter.scrape().items()
-            if n == "stackprobe_probe_errors_total" and ("target", name) in labels and v > 0}
+    return start_exporter("backup:\n" + "".join(targets)).wait_for_all()
 
 
 def tar_bytes(members: dict[str, bytes], compress: bool = False) -> bytes:
@@ -97,7 +89,7 @@ def test_empty_directory_is_empty_with_zero_files(start_exporter, tmp_path):
     put(tmp_path / "other.txt", b"x", DAY)
     exporter = run(start_exporter, target("none", tmp_path))
     assert exporter.value("stackprobe_probe_success", target="none") == 0
-    assert failures(exporter, "none") == {"empty"}
+    assert exporter.failure_reasons("none") == {"empty"}
     assert exporter.value("stackprobe_backup_files", target="none") == 0
     assert exporter.value("stackprobe_backup_newest_timestamp_seconds", target="none") is None
 
@@ -111,7 +103,7 @@ def test_missing_directory_or_a_file_is_io(start_exporter, tmp_path):
                    target("file", tmp_path / "a-file"))
     for name, says in (("missing", "does not exist"), ("file", "is not a directory")):
         assert exporter.value("stackprobe_probe_success", target=name) == 0
-        assert failures(exporter, name) == {"io"}
+        assert exporter.failure_reasons(name) == {"io"}
         assert says in exporter.exporter.snapshot.get(name).message
         assert exporter.value("stackprobe_backup_files", target=name) is None
 
@@ -126,7 +118,7 @@ def test_file_still_being_written_is_skipped(start_exporter, tmp_path):
     assert exporter.value("stackprobe_backup_files", target="full") == 1
     assert exporter.value("stackprobe_backup_newest_timestamp_seconds", target="full") == done
     assert exporter.value("stackprobe_backup_newest_size_bytes", target="full") == 40
-    assert failures(exporter, "only-new") == {"empty"}
+    assert exporter.failure_reasons("only-new") == {"empty"}
 
 
 def test_recursive_finds_files_in_subdirectories(start_exporter, tmp_path):
@@ -153,7 +145,7 @@ def test_gzip_verification(start_exporter, tmp_path):
     assert exporter.value("stackprobe_probe_success", target="good") == 1
     for name in ("bad", "cut"):
         assert exporter.value("stackprobe_backup_verify_success", target=name) == 0
-        assert failures(exporter, name) == {"verify"}
+        assert exporter.failure_reasons(name) == {"verify"}
         assert exporter.value("stackprobe_backup_verify_timestamp_seconds", target=name) is not None
     # A failed check still leaves every other metric in place.
     assert exporter.value("stackprobe_backup_files", target="bad") == 2
@@ -180,7 +172,7 @@ def test_tar_verification_finds_truncation(start_exporter, tmp_path):
         assert exporter.value("stackprobe_probe_success", target=name) == 1
     for name in ("mid-member", "at-boundary", "targz-cut"):
         assert exporter.value("stackprobe_backup_verify_success", target=name) == 0, name
-        assert failures(exporter, name) == {"verify"}, name
+        assert exporter.failure_reasons(name) == {"verify"}, name
 
 
 def test_sha256_sidecar(start_exporter, tmp_path):
@@ -197,7 +189,7 @@ def test_sha256_sidecar(start_exporter, tmp_path):
         assert exporter.value("stackprobe_backup_verify_success", target=name) == 1
     for name in ("mismatch", "no-sidecar"):
         assert exporter.value("stackprobe_backup_verify_success", target=name) == 0
-        assert failures(exporter, name) == {"verify"}
+        assert exporter.failure_reasons(name) == {"verify"}
     assert "sha256 mismatch" in exporter.exporter.snapshot.get("mismatch").message
 
 

@@ -27,16 +27,7 @@ def target(name: str, interval: str = "1s", **fields: str) -> str:
 
 
 def run(start_exporter, *targets: str):
-    exporter = start_exporter("cert:\n" + "".join(targets))
-    for t in targets:
-        exporter.wait_for_probe(t.split("name: ", 1)[1].split(",", 1)[0])
-    return exporter
-
-
-def failures(exporter, name: str) -> set[str]:
-    """Reasons with a non-zero error count for the target."""
-    return {dict(labels)["reason"] for (n, labels), v in exporter.scrape().items()
-            if n == "stackprobe_probe_errors_total" and ("target", name) in labels and v > 0}
+    return start_exporter("cert:\n" + "".join(targets)).wait_for_all()
 
 
 def openssl_serial(issued: Issued) -> str:
@@ -181,7 +172,7 @@ def test_nothing_to_read_is_empty(start_exporter, pki, tmp_path):
                    target("no-cert", files=f"['{key_only}']"))
     for name in ("no-match", "no-cert"):
         assert exporter.value("stackprobe_probe_success", target=name) == 0
-        assert failures(exporter, name) == {"empty"}
+        assert exporter.failure_reasons(name) == {"empty"}
         assert exporter.value("stackprobe_cert_earliest_not_after_timestamp_seconds", target=name) is None
 
 
@@ -194,7 +185,7 @@ def test_unreadable_file_is_io(start_exporter, pki, tmp_path):
                    target("missing", files=f"['{tmp_path}/missing.pem']"))
     for name in ("a-dir", "missing"):
         assert exporter.value("stackprobe_probe_success", target=name) == 0
-        assert failures(exporter, name) == {"io"}
+        assert exporter.failure_reasons(name) == {"io"}
 
 
 def test_server_failures_by_reason(start_exporter, silent_listener, http_server):
@@ -202,9 +193,9 @@ def test_server_failures_by_reason(start_exporter, silent_listener, http_server)
                    target("hung", address=f"127.0.0.1:{silent_listener.port}"),
                    target("refused", address=f"127.0.0.1:{free_port()}"),
                    target("plain-http", address=f"127.0.0.1:{http_server.port}"))
-    assert failures(exporter, "hung") == {"timeout"}
-    assert failures(exporter, "refused") == {"connect"}
-    assert failures(exporter, "plain-http") == {"tls"}
+    assert exporter.failure_reasons("hung") == {"timeout"}
+    assert exporter.failure_reasons("refused") == {"connect"}
+    assert exporter.failure_reasons("plain-http") == {"tls"}
     for name in ("hung", "refused", "plain-http"):
         assert exporter.value("stackprobe_probe_success", target=name) == 0
         assert exporter.value("stackprobe_cert_earliest_not_after_timestamp_seconds", target=name) is None

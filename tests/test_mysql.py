@@ -170,7 +170,7 @@ def test_default_schemas_are_all_but_the_system_ones(start_exporter, db):
 
 
 def test_schema_names_are_parameters_not_sql(start_exporter, db, password_file):
-    hostile = [f"{GALLERY}' OR '1'='1", f"{GALLERY}`", f'{GALLERY}") OR 1=1 -- ', f"x' UNION SELECT 1,2,3,4,5,6 -- "]
+    hostile = [f"{GALLERY}' OR '1'='1", f"{GALLERY}`", f'{GALLERY}") OR 1=1 -- ', "x' UNION SELECT 1,2,3,4,5,6 -- "]
     exporter = start_exporter(config(target("hostile", db, password_file, schemas=hostile)))
     exporter.wait_for_probe("hostile")
     scrape = exporter.scrape()

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+from cryptography import x509
 from pydantic import Field, model_validator
 
 from stackprobe.configsource import Duration, StrictModel
@@ -116,6 +117,21 @@ class TLSClientConfig(StrictModel):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def peer_certificates(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+    """Every certificate the server sent, leaf first, verified or not.
+
+    Python 3.11 has no public API for the chain (3.13 adds get_unverified_chain()); the private
+    one exists since 3.10. Without it, only the leaf is available.
+    """
+    chain = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if chain is not None:
+        pems = [c.public_bytes() for c in chain() or ()]
+        if pems:
+            return [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [x509.load_der_x509_certificate(leaf)] if leaf else []
 
 
 #: TLSClientConfig.ssl_context's cache; shared contexts are safe for concurrent connections.

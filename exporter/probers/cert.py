@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from pydantic import Field, field_validator, model_validator
 
-from .base import ProbeContext, ProbeError, Prober, TargetConfig
+from .base import ProbeContext, ProbeError, Prober, TargetConfig, peer_certificates
 
 Found = list[tuple[str, x509.Certificate]]
 
@@ -114,20 +114,6 @@ def _verifying_context(ca_file: Path | None) -> ssl.SSLContext:
     return ctx
 
 
-def _peer_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
-    """Every certificate the server sent, leaf first.
-
-    Python 3.11 has no public API for the chain (3.13 adds get_unverified_chain()); the private
-    one exists since 3.10. Without it, only the leaf is available.
-    """
-    sslobj = getattr(ssl_object, "_sslobj", None)
-    if hasattr(sslobj, "get_unverified_chain"):
-        chain = sslobj.get_unverified_chain() or []
-        return [x509.load_pem_x509_certificate(c.public_bytes().encode("ascii")) for c in chain]
-    leaf = ssl_object.getpeercert(binary_form=True)
-    return [x509.load_der_x509_certificate(leaf)] if leaf else []
-
-
 class CertProber(Prober[CertTarget]):
     name = "cert"
     target_model = CertTarget
@@ -185,7 +171,7 @@ class CertProber(Prober[CertTarget]):
             raise ProbeError("dns", f"cannot resolve {host}: {e.strerror}") from None
         except OSError as e:
             raise ProbeError("connect", f"cannot connect to {host}:{port}: {e.strerror or e}") from None
-        chain = _peer_chain(writer.get_extra_info("ssl_object"))
+        chain = peer_certificates(writer.get_extra_info("ssl_object"))
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), ctx.remaining())

@@ -36,12 +36,11 @@ from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar
 
 import httpx
-from cryptography import x509
 from pydantic import Field, field_validator, model_validator
 
 from stackprobe.configsource import StrictModel
 
-from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig
+from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, peer_certificates
 
 PHASES: tuple[str, ...] = ("connect", "tls", "request", "first_byte", "transfer")
 
@@ -210,17 +209,6 @@ def failure_reason(exc: httpx.HTTPError) -> str:
     return "connect"
 
 
-def _served_certificates(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
-    """The chain the server sent; Python 3.11 has only a private API for it, else the leaf."""
-    chain = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
-    if chain is not None:
-        pems = [c.public_bytes() for c in chain() or ()]
-        if pems:
-            return [x509.load_pem_x509_certificate(p.encode()) for p in pems]
-    leaf = ssl_object.getpeercert(binary_form=True)
-    return [x509.load_der_x509_certificate(leaf)] if leaf else []
-
-
 class HttpProber(Prober[HttpTarget]):
     name = "http"
     target_model = HttpTarget
@@ -290,7 +278,7 @@ class HttpProber(Prober[HttpTarget]):
         tls_version = (ssl_object.version() or "") if ssl_object is not None else ""
         ctx.set("http_version_info", 1, http_version=response.http_version, tls_version=tls_version)
         if ssl_object is not None:
-            certs = _served_certificates(ssl_object)
+            certs = peer_certificates(ssl_object)
             if certs:
                 earliest = min(c.not_valid_after_utc for c in certs)
                 ctx.set("http_cert_earliest_not_after_timestamp_seconds", earliest.timestamp())
