@@ -145,12 +145,12 @@ def render_status_page(scheduler: Scheduler) -> str:
         else:
             state, cls = ("up", "ok") if r.success else ("down", "fail")
             duration, reason, age = f"{r.duration:.3f}s", r.reason or "", f"{now - r.finished_at:.0f}s ago"
-        message = html.escape(r.message) if r is not None else ""
+        message = html.escape(r.message) if r is not None and not r.success else ""
         name = html.escape(target.name)
         rows.append(
             f'<tr class="{cls}" data-target="{name}"><td>{name}</td><td>{html.escape(target.service)}</td>'
             f"<td>{config.prober_of(target)}</td><td class=\"state\">{state}</td><td>{duration}</td>"
-            f'<td class="reason" title="{message}">{html.escape(reason)}</td><td>{age}</td>'
+            f'<td class="reason">{html.escape(reason)}</td><td class="message">{message}</td><td>{age}</td>'
             f'<td><a href="/probe?target={name}&amp;debug=true">debug probe</a></td></tr>'
         )
     return _PAGE.format(version=stackprobe.__version__, source=html.escape(config.source if config else ""),
@@ -161,8 +161,8 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>stackprobe</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }}
-tr.ok .state {{ color: #1a7f37; }} tr.fail .state {{ color: #cf222e; font-weight: bold; }} tr.pending .state {{ color: #9a6700; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; white-space: nowrap; }}
+td.message {{ color: #57606a; font-size: .9em; white-space: normal; }} tr.ok .state {{ color: #1a7f37; }} tr.fail .state {{ color: #cf222e; font-weight: bold; }} tr.pending .state {{ color: #9a6700; }}
 </style></head>
 <body>
 <h1>stackprobe {version}</h1>
@@ -170,7 +170,7 @@ tr.ok .state {{ color: #1a7f37; }} tr.fail .state {{ color: #cf222e; font-weight
 Config: <code>{source}</code></p>
 <h2>Targets ({count})</h2>
 <table id="targets">
-<thead><tr><th>Target</th><th>Service</th><th>Prober</th><th>State</th><th>Duration</th><th>Error reason</th><th>Result age</th><th></th></tr></thead>
+<thead><tr><th>Target</th><th>Service</th><th>Prober</th><th>State</th><th>Duration</th><th>Error reason</th><th>Last error</th><th>Result age</th><th></th></tr></thead>
 <tbody>
 {rows}
 </tbody></table>
