@@ -9,4 +9,5 @@ pytest_plugins = [
     "fixtures.redis_server",
     "fixtures.tls",
     "fixtures.promtools",
+    "fixtures.prom_stack",
 ]
