@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from stackprobe.configsource import (
     ConfigError,
@@ -161,6 +161,9 @@ class TimeRange(StrictModel):
     end_time: str = Field(pattern=r"^\d\d:\d\d$")
 
 
+WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+
+
 class TimeInterval(StrictModel):
     """One Alertmanager time interval; the fields are Alertmanager's own."""
 
@@ -169,6 +172,20 @@ class TimeInterval(StrictModel):
     days_of_month: list[str] = []
     months: list[str] = []
     location: str = "UTC"
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekday_ranges(cls, weekdays: list[str]) -> list[str]:
+        """Alertmanager counts from Sunday and rejects a range whose end comes before its start
+        (`monday:sunday`); catch that here rather than in amtool after the files are written."""
+        for item in weekdays:
+            start, _, end = item.lower().partition(":")
+            for day in (start, end or start):
+                if day not in WEEKDAYS:
+                    raise ValueError(f"{day!r} is not a weekday (sunday ... saturday)")
+            if WEEKDAYS.index(end or start) < WEEKDAYS.index(start):
+                raise ValueError(f"{item!r}: the week starts on sunday, so write e.g. 'monday:saturday' and 'sunday'")
+        return weekdays
 
 
 class Source(StrictModel):

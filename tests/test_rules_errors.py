@@ -112,3 +112,14 @@ def test_a_catalogue_may_bring_its_own_routing(dirs):
     (catalogue / "routing.yaml").write_text(routing.replace("receiver: weekly-summary", "receiver: nobody"))
     result = build(catalogue, out)
     assert result.exit_code == 2 and "priorities.P3.receiver: unknown receiver 'nobody'" in result.output
+
+
+def test_a_maintenance_window_alertmanager_would_reject_is_caught_at_load(dirs):
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(
+        service_yaml(GOOD_KPI) + "maintenance:\n  - name: weekly\n    source: Key Metrics\n"
+        "    intervals:\n      - weekdays: ['monday:sunday']\n")
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    assert "maintenance[0].intervals[0].weekdays: " in result.output and "the week starts on sunday" in result.output
+    assert not out.exists()
