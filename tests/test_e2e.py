@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import promql_parser
 import pytest
 import trustme
@@ -582,3 +583,14 @@ def test_probe_job_scrapes_a_configured_target_on_demand(stack):
                         timeout=30, what="series from the /probe job")
     assert {(r["metric"]["instance"], r["metric"]["target"], r["value"][1]) for r in probed} == {
         (name, name, "1") for name in names}
+
+
+def test_a_scrape_with_every_prober_passes_promtool_check_metrics(incidents, stack, promtool):
+    """The exporter of this stack runs all five probers against real servers; its exposition is
+    what Prometheus has been ingesting, and promtool's linter finds nothing in it."""
+    text = httpx.get(stack.exporter.url + "/metrics", timeout=30).text
+    probers = {line.split('prober="', 1)[1].split('"', 1)[0]
+               for line in text.splitlines() if line.startswith("stackprobe_probe_success{")}
+    assert probers == {"mysql", "redis", "http", "backup", "cert"}
+    result = subprocess.run([str(promtool), "check", "metrics"], input=text, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
