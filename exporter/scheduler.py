@@ -33,8 +33,11 @@ async def probe_once(target: TargetConfig, prober_name: str, previous: TargetRes
     started = time.monotonic()
     reason, message = None, ""
     try:
-        await asyncio.wait_for(prober.probe(target, ctx), timeout=target.timeout)
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel() that arrives as
+        # the probe finishes, which would keep a removed target's loop alive after a reload.
+        async with asyncio.timeout(target.timeout):
+            await prober.probe(target, ctx)
+    except TimeoutError:
         reason, message = "timeout", f"no result within the {target.timeout:g}s timeout"
     except ProbeError as e:
         reason, message = e.reason, str(e)
@@ -63,6 +66,7 @@ class Scheduler:
         self.snapshot = snapshot
         self.config: Config | None = None
         self._tasks: dict[str, tuple[TargetConfig, asyncio.Task]] = {}
+        self._ready = False
 
     def apply(self, config: Config) -> None:
         """Start, keep or restart target tasks to match config. Must run on the event loop."""
@@ -83,10 +87,13 @@ class Scheduler:
         return {name: counts.get(name, 0) for name in PROBERS}
 
     def ready(self) -> bool:
-        """True once every configured target has completed its first probe."""
-        return self.config is not None and all(
-            (r := self.snapshot.get(t.name)) is not None and r.finished_at is not None for t in self.config.targets
-        )
+        """True once every configured target has completed its first probe, and from then on:
+        a reload that adds targets must not take the exporter out of a load balancer."""
+        if not self._ready:
+            self._ready = self.config is not None and all(
+                (r := self.snapshot.get(t.name)) is not None and r.finished_at is not None for t in self.config.targets
+            )
+        return self._ready
 
     async def stop(self) -> None:
         for _, task in self._tasks.values():
@@ -105,6 +112,9 @@ class Scheduler:
             await asyncio.sleep(max(0.0, next_run - loop.time()))
             previous = self.snapshot.get(target.name)
             result = await probe_once(target, prober_name, previous)
+            current = self._tasks.get(target.name)
+            if current is None or current[1] is not asyncio.current_task():
+                return  # replaced or removed by a reload while probing: publish nothing
             self.snapshot.publish(result)
             self._log_transition(previous, result)
             # Keep the cadence; if a probe overran whole intervals, skip the missed runs.

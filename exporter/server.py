@@ -191,6 +191,11 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
     tls_context: ssl.SSLContext | None = None
 
+    def handle_error(self, request, client_address) -> None:
+        # A port scanner, a plain-HTTP client on the TLS port or an idle client cut off: one
+        # debug line, not a traceback in the middle of the logfmt log.
+        log.debug("http connection from %s ended with an error", client_address[0], exc_info=True)
+
     def get_request(self):
         sock, addr = super().get_request()
         if self.tls_context is not None:

@@ -7,8 +7,8 @@ http_server_config.headers and basic_auth_users (bcrypt hashes); anything else i
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+import os
 import ssl
 import threading
 from pathlib import Path
@@ -74,6 +74,9 @@ def load_web_config(path: str | Path) -> WebConfig:
     return load(WebConfig, path)
 
 
+_DUMMY_HASH = bcrypt.hashpw(b"stackprobe: no such user", bcrypt.gensalt(rounds=10))
+
+
 class BasicAuth:
     """Checks credentials against bcrypt hashes, caching successes (bcrypt costs ~100 ms a check,
     too much for every scrape; exporter-toolkit caches the same way). The cache holds only a keyed
@@ -81,7 +84,7 @@ class BasicAuth:
 
     def __init__(self, users: dict[str, str]):
         self._users = {u: h.encode() for u, h in users.items()}
-        self._key = hashlib.sha256(repr(sorted(users.items())).encode()).digest()
+        self._key = os.urandom(32)
         self._ok: set[bytes] = set()
         self._lock = threading.Lock()
 
@@ -92,6 +95,8 @@ class BasicAuth:
     def check(self, user: str, password: str) -> bool:
         hashed = self._users.get(user)
         if hashed is None:
+            # Spend a bcrypt check anyway, so response times do not tell which users exist.
+            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
             return False
         token = hmac.new(self._key, f"{user}\0{password}".encode(), "sha256").digest()
         with self._lock:

@@ -3,6 +3,7 @@ web-config TLS and basic auth, SIGHUP reloads and SIGTERM, and `promtool check m
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import shutil
@@ -10,6 +11,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import trustme
 
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import metrics
+from stackprobe.exporter.probers.base import BlockingProber, ProbeContext, ProbeError, TargetConfig
 from stackprobe.exporter.webconfig import load_web_config
 
 from fixtures.exporter import parse_scrape
@@ -218,3 +221,39 @@ def test_every_declared_family_has_help_and_conventional_name():
         assert (fam.kind == "counter") == fam.name.endswith("_total"), fam.name
         assert not fam.name.endswith(("_milliseconds", "_ms", "_kb", "_mb", "_percent")), fam.name
         assert set(fam.labels).isdisjoint({"service", "target", "le", "instance", "job"}), fam.name
+
+
+def test_a_hung_blocking_probe_is_not_joined_by_another_thread_each_interval():
+    """A worker thread cannot be killed; piling one more onto it per interval would fill the
+    shared pool and starve every other blocking target."""
+    release, runs = threading.Event(), []
+
+    class Stuck(BlockingProber):
+        name, target_model = "stuck", TargetConfig
+
+        def probe_blocking(self, target, ctx):
+            runs.append(target.name)
+            release.wait(30)
+
+    prober = Stuck()
+    target = TargetConfig(name="nfs-backups", service="s", interval=1, timeout=0.2)
+
+    async def scenario() -> list[str]:
+        outcomes = []
+        for _ in range(3):
+            try:
+                async with asyncio.timeout(target.timeout):
+                    await prober.probe(target, ProbeContext(target))
+                outcomes.append("ok")
+            except TimeoutError:
+                outcomes.append("timed out")
+            except ProbeError as e:
+                outcomes.append(f"{e.reason}: {e}")
+        release.set()
+        await asyncio.wait_for(asyncio.shield(prober._running["nfs-backups"]), 30)
+        await prober.probe(target, ProbeContext(target))  # the thread is free again: runs anew
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes == ["timed out"] + ["timeout: the previous probe of this target is still running"] * 2
+    assert runs == ["nfs-backups", "nfs-backups"]

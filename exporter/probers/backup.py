@@ -202,6 +202,7 @@ class BackupProber(BlockingProber[BackupTarget]):
     summary = "age, count, size and integrity of backup files in a directory"
 
     def __init__(self) -> None:
+        super().__init__()
         self._verdicts: OrderedDict[tuple, _Verdict] = OrderedDict()
         self._lock = threading.Lock()  # targets share this instance and run in parallel threads
         #: Verifications actually performed (not served from the cache).

@@ -210,9 +210,20 @@ class BlockingProber(Prober[T]):
     ctx.remaining() to its socket timeouts so the thread itself ends soon after.
     """
 
+    def __init__(self) -> None:
+        #: Target name -> its worker-thread future still running (a thread cannot be killed).
+        self._running: dict[str, asyncio.Future] = {}
+
     async def probe(self, target: T, ctx: ProbeContext) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(_BLOCKING_POOL, self.probe_blocking, target, ctx)
+        # A thread abandoned at the last timeout (a hung NFS mount, a query streaming slowly
+        # past its per-read timeout) must not be joined by another each interval until the
+        # shared pool is full and every blocking target starves.
+        previous = self._running.get(target.name)
+        if previous is not None and not previous.done():
+            raise ProbeError("timeout", "the previous probe of this target is still running")
+        future = asyncio.get_running_loop().run_in_executor(_BLOCKING_POOL, self.probe_blocking, target, ctx)
+        self._running[target.name] = future
+        await asyncio.shield(future)
 
     def probe_blocking(self, target: T, ctx: ProbeContext) -> None:
         raise NotImplementedError

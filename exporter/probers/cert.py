@@ -125,7 +125,8 @@ class CertProber(Prober[CertTarget]):
             if target.address is not None:
                 await self._probe_server(target, target.address, ctx, found)
             else:
-                self._read_files(target.files or [], ctx, found)
+                # glob and read in a thread: a hung mount must not freeze the event loop.
+                await asyncio.to_thread(self._read_files, target.files or [], ctx, found)
         finally:  # whatever was read is reported, even when the probe then fails
             for source, cert in found:
                 labels = dict(source=source, subject_cn=_common_name(cert.subject),
