@@ -40,6 +40,10 @@ class TLSServerConfig(StrictModel):
                 raise ValueError(f"{field} {path} does not exist")
         if self.client_auth_type.startswith(("Verify", "RequireAndVerify")) and not self.client_ca_file:
             raise ValueError(f"client_auth_type {self.client_auth_type} needs client_ca_file")
+        try:  # a key that does not match its certificate is a config mistake, found at load time
+            self.ssl_context()
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot use the certificate and key: {getattr(e, 'reason', None) or e}") from None
         return self
 
     def ssl_context(self) -> ssl.SSLContext:

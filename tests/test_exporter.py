@@ -257,3 +257,15 @@ def test_a_hung_blocking_probe_is_not_joined_by_another_thread_each_interval():
     outcomes = asyncio.run(scenario())
     assert outcomes == ["timed out"] + ["timeout: the previous probe of this target is still running"] * 2
     assert runs == ["nfs-backups", "nfs-backups"]
+
+
+def test_a_key_that_does_not_match_its_certificate_is_a_config_error(tmp_path):
+    ca = trustme.CA()
+    one, other = ca.issue_cert("127.0.0.1"), ca.issue_cert("127.0.0.1")
+    one.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    other.private_key_pem.write_to_path(tmp_path / "key.pem")
+    path = tmp_path / "web.yml"
+    path.write_text(f"tls_server_config:\n  cert_file: {tmp_path / 'cert.pem'}\n  key_file: {tmp_path / 'key.pem'}\n")
+    with pytest.raises(ConfigError) as err:
+        load_web_config(path)
+    assert f"{path}:1: tls_server_config: cannot use the certificate and key: KEY_VALUES_MISMATCH" in str(err.value)

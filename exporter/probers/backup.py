@@ -126,9 +126,9 @@ def _decompressed(f: BinaryIO, deadline: float, name: str) -> BinaryIO | _Reader
     tarfile's own `r|*` decompression ignores the gzip CRC and a missing end of stream, so a
     truncated .tar.gz can list cleanly; gzip/bz2/lzma raise on either.
     """
-    magic = f.read(6)
-    f.seek(0)
     raw = _Reader(f, deadline, name)
+    magic = raw.read(6)  # through _Reader: a disk error is `io` (never cached), not a bad file
+    f.seek(0)
     if magic.startswith(b"\x1f\x8b"):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
     if magic.startswith(b"BZh"):
