@@ -11,6 +11,7 @@ import asyncio
 import os
 import ssl
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -149,6 +150,22 @@ class ProbeError(Exception):
 
 
 Labels = tuple[tuple[str, str], ...]
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """exc and every exception under it: client libraries wrap the socket or ssl error that
+    tells the failure reason (as __cause__, __context__, or pymysql's original_exception)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = getattr(current, "original_exception", None) or current.__cause__ or current.__context__
+
+
+def os_error_in(exc: BaseException) -> OSError | None:
+    """The first OSError (socket, ssl, DNS) in exc's chain, if any."""
+    return next((e for e in exception_chain(exc) if isinstance(e, OSError)), None)
 
 
 class ProbeContext:

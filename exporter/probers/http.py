@@ -32,7 +32,6 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar
 
 import httpx
@@ -40,7 +39,8 @@ from pydantic import Field, field_validator, model_validator
 
 from stackprobe.configsource import StrictModel
 
-from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, peer_certificates
+from .base import (ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, exception_chain,
+                   peer_certificates)
 
 PHASES: tuple[str, ...] = ("connect", "tls", "request", "first_byte", "transfer")
 
@@ -181,21 +181,12 @@ def json_number(document: Any, path: str) -> float:
     raise ValueError(f"{path}: {type(node).__name__} is not a number or boolean")
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def failure_reason(exc: httpx.HTTPError) -> str:
     """Map an httpx exception to a reason of metrics.ERROR_REASONS."""
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     if isinstance(exc, httpx.ConnectError):
-        causes = list(_causes(exc))
+        causes = list(exception_chain(exc))
         if any(isinstance(c, socket.gaierror) for c in causes):
             return "dns"
         if any(isinstance(c, ssl.SSLError) for c in causes):

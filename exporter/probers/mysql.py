@@ -40,7 +40,7 @@ from pymysql.cursors import DictCursor
 from pydantic import Field
 
 
-from .base import BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig
+from .base import BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig, os_error_in
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 
@@ -93,23 +93,11 @@ def _schema_filter(target: MysqlTarget) -> tuple[str, tuple[str, ...]]:
     return f"TABLE_SCHEMA NOT IN ({_placeholders(SYSTEM_SCHEMAS)})", SYSTEM_SCHEMAS
 
 
-def _os_cause(e: BaseException) -> BaseException | None:
-    """The socket/ssl error under a pymysql error (pymysql keeps it as original_exception or context)."""
-    seen: set[int] = set()
-    current: BaseException | None = e
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError):
-            return current
-        current = getattr(current, "original_exception", None) or current.__cause__ or current.__context__
-    return None
-
-
 def _probe_error(e: pymysql.MySQLError, connected: bool) -> ProbeError:
     """Map a pymysql error to a reason; pymysql's messages hold host and user, never the password."""
     code = e.args[0] if e.args and isinstance(e.args[0], int) else None
     message = f"({code}) {e.args[1]}" if len(e.args) > 1 else str(e)
-    cause = _os_cause(e)
+    cause = os_error_in(e)
     if isinstance(cause, TimeoutError):  # socket.timeout is TimeoutError
         return ProbeError("timeout", message)
     if isinstance(cause, socket.gaierror):

@@ -26,7 +26,7 @@ from redis.utils import str_if_bytes
 
 from stackprobe.configsource import StrictModel
 
-from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig
+from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, os_error_in
 
 #: TYPE reply -> the command that gives that type's length.
 LENGTH_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN", "string": "STRLEN"}
@@ -285,23 +285,13 @@ def _probe_error(e: redis.exceptions.RedisError, where: str) -> ProbeError:
     if isinstance(e, redis.exceptions.TimeoutError):
         return ProbeError("timeout", f"{where}: {e}")
     if isinstance(e, redis.exceptions.ConnectionError):
-        cause = _os_error(e)
+        cause = os_error_in(e)
         if isinstance(cause, ssl.SSLError):
             return ProbeError("tls", f"TLS with {where} failed: {cause}")
         if isinstance(cause, socket.gaierror):
             return ProbeError("dns", f"cannot resolve {where}: {cause.strerror or cause}")
         return ProbeError("connect", f"cannot connect to {where}: {(cause.strerror or cause) if cause else e}")
     return ProbeError("query", f"{where} answered with an error: {e}")
-
-
-def _os_error(e: BaseException) -> OSError | None:
-    """The OSError redis-py wrapped (it keeps it as __context__ or __cause__), if any."""
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, OSError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 PROBER = RedisProber()
