@@ -47,13 +47,16 @@ def backup_target(name: str, path: Path, interval: str = "1s") -> str:
 def test_a_hung_target_delays_neither_other_targets_nor_metrics(start_exporter, tmp_path, silent_listener):
     exporter = start_exporter(
         "http:\n"
-        f"  - {{name: hung, service: portfolio, url: 'http://127.0.0.1:{silent_listener.port}/', interval: 4s, timeout: 3s}}\n"
+        f"  - {{name: hung, service: portfolio, url: 'http://127.0.0.1:{silent_listener.port}/', interval: 10s, timeout: 8s}}\n"
         "backup:\n" + backup_target("fast", backup_dir(tmp_path), "500ms"))
     exporter.wait_for_probe("fast")
-    # While the hung target's first probe is still waiting, the fast one completes several more.
+    # The hung probe cannot end before its 8 s timeout; meanwhile the fast target completes
+    # several more probes and /metrics serves them, with no series of the hung one yet.
     exporter.wait_for_probe("fast", count=3)
-    assert exporter.exporter.snapshot.get("hung") is None or exporter.exporter.snapshot.get("hung").reason == "timeout"
-    assert exporter.value("stackprobe_probe_success", target="fast") == 1
+    assert exporter.exporter.snapshot.get("hung") is None
+    series = exporter.scrape()
+    assert series[("stackprobe_probe_success", frozenset({("prober", "backup"), ("service", "portfolio"), ("target", "fast")}))] == 1
+    assert not [labels for _, labels in series if ("target", "hung") in labels]
     exporter.wait_for_probe("hung")
     assert exporter.value("stackprobe_probe_success", target="hung") == 0
     assert exporter.value("stackprobe_probe_errors_total", target="hung", reason="timeout") == 1
