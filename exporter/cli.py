@@ -14,6 +14,7 @@ from stackprobe.configsource import ConfigError
 
 from . import config as config_mod
 from .probers import PROBERS
+from .shard import Shard
 
 DEFAULT_LISTEN_ADDRESS = ":18947"
 EXIT_CONFIG_ERROR = 2
@@ -22,6 +23,20 @@ _config_option = click.option(
     "--config.file", "config_file", type=click.Path(dir_okay=False, path_type=Path), envvar="STACKPROBE_CONFIG",
     help="Targets to probe (YAML). Default: the embedded example config, which probes this machine's "
          "MariaDB, Redis and health endpoints. Env: STACKPROBE_CONFIG.")
+
+
+def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard:
+    try:
+        return Shard.parse(value) if value else Shard()
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+_shard_option = click.option(
+    "--shard", "shard", metavar="INDEX/COUNT", callback=_parse_shard, envvar="STACKPROBE_SHARD",
+    help="Probe only the targets of this replica: N replicas given 0/N .. N-1/N share one config file, "
+         "each target owned by exactly one (by the MD5 of its name, as Prometheus' hashmod relabelling "
+         "computes it). Default: every target. Env: STACKPROBE_SHARD.")
 
 
 def _setup_logging(level: str) -> None:
@@ -68,8 +83,9 @@ def main(ctx: click.Context) -> None:
               help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters.")
 @click.option("--log.level", "log_level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Least severe log level to print.")
+@_shard_option
 def run(config_file: Path | None = None, listen_address: str = DEFAULT_LISTEN_ADDRESS,
-        web_config_file: Path | None = None, log_level: str = "info") -> None:
+        web_config_file: Path | None = None, log_level: str = "info", shard: Shard = Shard()) -> None:
     """Run the exporter until SIGTERM; SIGHUP reloads the config file."""
     from .runtime import Exporter
     from .webconfig import load_web_config
@@ -77,7 +93,7 @@ def run(config_file: Path | None = None, listen_address: str = DEFAULT_LISTEN_AD
     _setup_logging(log_level)
     try:
         web_config = load_web_config(web_config_file) if web_config_file else None
-        exporter = Exporter(config_file, listen_address, web_config)
+        exporter = Exporter(config_file, listen_address, web_config, shard)
         asyncio.run(exporter.run())
     except ConfigError as e:
         _fail_config(e)
@@ -88,13 +104,16 @@ def run(config_file: Path | None = None, listen_address: str = DEFAULT_LISTEN_AD
 
 @main.command("check-config")
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
-def check_config(config_file: Path) -> None:
-    """Validate CONFIG_FILE and list its targets; exit 2 with file:line: field errors if invalid."""
+@_shard_option
+def check_config(config_file: Path, shard: Shard = Shard()) -> None:
+    """Validate CONFIG_FILE and list its targets (with --shard: those that shard owns); exit 2 with
+    file:line: field errors if invalid."""
     try:
-        config = config_mod.parse(config_file)
+        config = shard.select(config_mod.parse(config_file))
     except ConfigError as e:
         _fail_config(e)
     for target in config.targets:
         click.echo(f"{config.prober_of(target):7} {target.name:30} service={target.service} "
                    f"interval={target.interval:g}s timeout={target.timeout:g}s")
-    click.echo(f"{config_file}: OK, {len(config.targets)} targets ({', '.join(PROBERS)} probers available)")
+    owned = f" owned by shard {shard} ({len(config.elsewhere)} by the others)" if shard.count > 1 else ""
+    click.echo(f"{config_file}: OK, {len(config.targets)} targets{owned} ({', '.join(PROBERS)} probers available)")

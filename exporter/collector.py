@@ -84,6 +84,8 @@ class SnapshotCollector(Collector):
                 fams[metrics.PREFIX + "config_last_reload_success_timestamp_seconds"].add_metric((), state["reload_success_at"])
             for prober, count in sorted(state["targets"].items()):
                 fams[metrics.PREFIX + "targets"].add_metric((prober,), float(count))
+            shard = state["shard"]
+            fams[metrics.PREFIX + "shard_info"].add_metric((str(shard.index), str(shard.count)), 1.0)
         render_results(self._source(), fams)
         yield from fams.in_declared_order()
 

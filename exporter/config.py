@@ -9,7 +9,8 @@ The top-level keys are the discovered probers' names; errors name file, line and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class Config:
 
     source: str
     targets: tuple[TargetConfig, ...]
+    #: Targets of the file that another shard probes: name -> the owner as INDEX/COUNT (shard.py).
+    elsewhere: Mapping[str, str] = field(default_factory=dict)
 
     def prober_of(self, target: TargetConfig) -> str:
         return next(name for name, p in PROBERS.items() if isinstance(target, p.target_model))

@@ -70,7 +70,8 @@ _EXPORTER = [
     _f("build_info", "gauge", "Build information of the running stackprobe; always 1.", "version", "python_version", per_target=False),
     _f("config_last_reload_successful", "gauge", "1 if the last configuration (re)load succeeded, 0 if it failed and the previous configuration is still in use.", per_target=False),
     _f("config_last_reload_success_timestamp_seconds", "gauge", "Unix time of the last successful configuration load.", per_target=False),
-    _f("targets", "gauge", "Number of configured targets per prober.", "prober", per_target=False),
+    _f("targets", "gauge", "Number of configured targets per prober (with --shard: the ones this replica owns).", "prober", per_target=False),
+    _f("shard_info", "gauge", "The shard this replica is (--shard=INDEX/COUNT; 0/1 unsharded): it probes the targets whose name hashes to index; always 1.", "index", "count", per_target=False),
 ]
 
 _PROBE = [

@@ -22,6 +22,7 @@ from .collector import SnapshotCollector
 from .config import Config
 from .scheduler import Scheduler
 from .server import ExporterApp, serve
+from .shard import Shard
 from .snapshot import Snapshot
 from .webconfig import WebConfig
 
@@ -31,8 +32,10 @@ log = logging.getLogger("stackprobe")
 class Exporter:
     """One exporter process. `config_path=None` runs the embedded default config."""
 
-    def __init__(self, config_path: Path | None, listen_address: str, web_config: WebConfig | None = None):
+    def __init__(self, config_path: Path | None, listen_address: str, web_config: WebConfig | None = None,
+                 shard: Shard = Shard()):
         self.config_path = config_path
+        self.shard = shard
         self.listen_address = listen_address
         self.web_config = web_config
         self.snapshot = Snapshot()
@@ -50,10 +53,12 @@ class Exporter:
 
     def _state(self) -> dict:
         return {"reload_ok": self.reload_ok, "reload_success_at": self.reload_success_at,
-                "targets": self.scheduler.targets_per_prober()}
+                "targets": self.scheduler.targets_per_prober(), "shard": self.shard}
 
     def load(self) -> Config:
-        return config_mod.parse(self.config_path) if self.config_path else config_mod.load_default()
+        """The config file (or the embedded default), cut down to the targets this shard owns."""
+        config = config_mod.parse(self.config_path) if self.config_path else config_mod.load_default()
+        return self.shard.select(config)
 
     def reload(self) -> bool:
         """Re-read the config; keep the running one if the new one is invalid."""
@@ -66,8 +71,12 @@ class Exporter:
             return False
         self.scheduler.apply(config)
         self.reload_ok, self.reload_success_at = True, time.time()
-        log.info("config loaded source=%s targets=%d", config.source, len(config.targets))
+        self._log_loaded(config)
         return True
+
+    def _log_loaded(self, config: Config) -> None:
+        log.info("config loaded source=%s targets=%d shard=%s other_shards_targets=%d",
+                 config.source, len(config.targets), self.shard, len(config.elsewhere))
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or `stopped` is set). The first config must be valid."""
@@ -75,7 +84,7 @@ class Exporter:
         config = self.load()  # a ConfigError here is the caller's to report
         self.scheduler.apply(config)
         self.reload_success_at = time.time()
-        log.info("config loaded source=%s targets=%d", config.source, len(config.targets))
+        self._log_loaded(config)
         app = ExporterApp(self.registry, self.scheduler, loop, self.web_config)
         self.server = serve(app, self.listen_address)
         port = self.server.server_address[1]

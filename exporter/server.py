@@ -105,6 +105,11 @@ class ExporterApp:
         name = (query.get("target") or [""])[0]
         config = self.scheduler.config
         target = config.by_name().get(name) if config else None
+        if target is None and config and name in config.elsewhere:
+            # 421 Misdirected Request: the right name, the wrong replica; say which one to ask.
+            return _text(respond, "421 Misdirected Request",
+                         f"target {name!r} is probed by shard {config.elsewhere[name]}, not by this replica; "
+                         "ask that one (its stackprobe_shard_info says which it is)\n")
         if target is None:
             # Only configured targets: /probe must never become a proxy to arbitrary URLs.
             return _text(respond, "400 Bad Request", f"unknown target {name!r}: /probe only runs targets named in the config\n")
