@@ -1,7 +1,7 @@
 """The probers: one module per protocol, each defining a `PROBER`.
 
-Discovered by module scan, so adding a prober is adding a file here (plus its metric families
-in exporter/metrics.py); neither the config loader nor the scheduler names any prober.
+Discovered by module scan, so adding a prober is adding a file here (its config model and its
+metric families included); neither the config loader nor the scheduler names any prober.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from stackprobe.configsource import Duration
 
+from ..metrics import gauge
 from .base import BlockingProber, ProbeContext, ProbeError, TargetConfig
 
 CHUNK = 1 << 20
@@ -196,8 +197,22 @@ _VERIFIERS: dict[str, Callable[[BinaryIO, float, str], str]] = {
 _CONTENT_ERRORS = (_VerifyFailed, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 
+#: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
+FAMILIES = (
+    gauge("backup_files", "Backup files matching the target's globs (younger than min_age excluded)."),
+    gauge("backup_newest_timestamp_seconds", "Modification time of the newest backup file."),
+    gauge("backup_oldest_timestamp_seconds", "Modification time of the oldest backup file (for retention checks)."),
+    gauge("backup_newest_size_bytes", "Size of the newest backup file."),
+    gauge("backup_total_size_bytes", "Total size of all matching backup files."),
+    gauge("backup_size_ratio", "Size of the newest file divided by the median size of the previous ones (size-anomaly check); absent while there is no previous file."),
+    gauge("backup_verify_success", "1 if the newest backup file passed its integrity check (gzip, tar or sha256); absent when verify is none."),
+    gauge("backup_verify_timestamp_seconds", "Unix time the newest backup file was verified (each file is verified once, so this stays put until a newer file appears)."),
+)
+
+
 class BackupProber(BlockingProber[BackupTarget]):
     name = "backup"
+    families = FAMILIES
     target_model = BackupTarget
     summary = "age, count, size and integrity of backup files in a directory"
 

@@ -1,7 +1,8 @@
 """What every prober shares: the target fields, the probe context, and the error type.
 
-A prober is one module in this package that defines a `PROBER` instance. Its `probe()` fills a
-`ProbeContext` with samples of families declared in `exporter/metrics.py`, or raises
+A prober is one module in this package that defines a `PROBER` instance and declares the metric
+families it exports (`families`). Its `probe()` fills a `ProbeContext` with samples of those
+families, or raises
 `ProbeError(reason, message)`. The scheduler owns timing, timeouts and bookkeeping.
 """
 
@@ -169,7 +170,7 @@ def os_error_in(exc: BaseException) -> OSError | None:
 
 
 class ProbeContext:
-    """Collects one probe's samples and log lines; checks every sample against metrics.py."""
+    """Collects one probe's samples and log lines; checks every sample against its declared family."""
 
     def __init__(self, target: TargetConfig):
         self.target = target
@@ -210,9 +211,11 @@ _BLOCKING_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="probe")
 
 
 class Prober(Generic[T]):
-    """One protocol. Subclasses set `name` and `target_model` and implement probe()."""
+    """One protocol. Subclasses set `name`, `families` and `target_model` and implement probe()."""
 
     name: ClassVar[str]
+    #: The families this prober exports, each named `stackprobe_<name>_...`.
+    families: ClassVar[tuple[metrics.Family, ...]] = ()
     target_model: ClassVar[type[TargetConfig]]
     summary: ClassVar[str] = ""
 

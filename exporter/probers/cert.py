@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from pydantic import Field, field_validator, model_validator
 
+from ..metrics import gauge
 from .base import ProbeContext, ProbeError, Prober, TargetConfig, peer_certificates
 
 Found = list[tuple[str, x509.Certificate]]
@@ -114,8 +115,19 @@ def _verifying_context(ca_file: Path | None) -> ssl.SSLContext:
     return ctx
 
 
+#: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
+FAMILIES = (
+    gauge("cert_not_after_timestamp_seconds", "NotAfter of each certificate found (leaf and chain); serial in upper-case hex.", "source", "subject_cn", "issuer_cn", "serial"),
+    gauge("cert_not_before_timestamp_seconds", "NotBefore of each certificate found (leaf and chain).", "source", "subject_cn", "issuer_cn", "serial"),
+    gauge("cert_earliest_not_after_timestamp_seconds", "The earliest NotAfter over every certificate of the target."),
+    gauge("cert_chain_verified", "Server targets: 1 if the served chain verifies against the system or configured CAs (expiry included), else 0.", "source"),
+    gauge("cert_hostname_match", "Server targets: 1 if the leaf certificate's subjectAltName matches the expected host name, else 0.", "source"),
+)
+
+
 class CertProber(Prober[CertTarget]):
     name = "cert"
+    families = FAMILIES
     target_model = CertTarget
     summary = "expiry, trust and host name of TLS certificates, served or in PEM files"
 

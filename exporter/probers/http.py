@@ -39,6 +39,7 @@ from pydantic import Field, field_validator, model_validator
 
 from stackprobe.configsource import StrictModel
 
+from ..metrics import gauge, histogram
 from .base import (ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, exception_chain,
                    peer_certificates)
 
@@ -200,8 +201,27 @@ def failure_reason(exc: httpx.HTTPError) -> str:
     return "connect"
 
 
+# The playbooks' latency thresholds (0.3 s target, 0.5 s average, 1/2/5 s P95 tiers) are bucket
+# bounds, so averages and quantiles computed from the histogram are exact at those lines.
+HTTP_DURATION_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
+
+#: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
+FAMILIES = (
+    gauge("http_up", "1 if the endpoint answered with an expected status and its body passed the configured checks, else 0."),
+    gauge("http_status_code", "HTTP status code of the last response, also when unexpected (0 if none)."),
+    gauge("http_phase_duration_seconds", "Duration of each phase of the last probe, summed over its redirects: connect (DNS lookup and TCP connect), tls (handshake; 0 for plain HTTP), request (sending headers and body), first_byte (waiting for the response headers), transfer (reading the body). A phase cut off by a failure counts until the failure.", "phase"),
+    histogram("http_request_duration_seconds", "Total duration of each probe's request, redirects and body included, accumulated since the exporter started; probes that failed before the request was sent (DNS, connect or TLS failures) are not observed.", buckets=HTTP_DURATION_BUCKETS),
+    gauge("http_response_size_bytes", "Bytes of the last response body (after Content-Encoding decoding), counted in full even beyond max_body_bytes."),
+    gauge("http_redirects", "Redirects followed by the last request."),
+    gauge("http_version_info", "HTTP and TLS versions of the last response (tls_version empty for plain HTTP); always 1.", "http_version", "tls_version"),
+    gauge("http_cert_earliest_not_after_timestamp_seconds", "For HTTPS: the earliest NotAfter of the certificates the server of the final URL sent (the served chain; just the leaf on Python builds that do not expose the chain)."),
+    gauge("http_json_value", "A configured JSON value of the response body, by dotted path (true=1, false=0, numbers as is).", "path"),
+)
+
+
 class HttpProber(Prober[HttpTarget]):
     name = "http"
+    families = FAMILIES
     target_model = HttpTarget
     summary = "HTTP(S) endpoint: status, body regex, JSON values, phase timings, TLS expiry."
 

@@ -40,6 +40,7 @@ from pymysql.cursors import DictCursor
 from pydantic import Field
 
 
+from ..metrics import counter, gauge
 from .base import BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig, os_error_in
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
@@ -128,8 +129,33 @@ class Session:
         return list(self.cursor.fetchall())
 
 
+#: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
+FAMILIES = (
+    gauge("mysql_up", "1 if the MySQL/MariaDB server accepted the connection and answered, else 0."),
+    gauge("mysql_table_size_bytes", "Table size from information_schema.TABLES: data, index, or free (allocated but unused, i.e. fragmentation).", "schema", "table", "component"),
+    gauge("mysql_table_rows", "Estimated number of rows of the table (information_schema.TABLES.TABLE_ROWS).", "schema", "table"),
+    gauge("mysql_index_cardinality", "Estimated number of distinct keys of the index (information_schema.STATISTICS.CARDINALITY); for a composite index, that of its last column, i.e. of the whole key. Absent when the server has no estimate.", "schema", "table", "index"),
+    gauge("mysql_index_selectivity", "mysql_index_cardinality divided by mysql_table_rows (1 = unique, near 0 = unselective; both are estimates, so slightly above 1 is possible). Absent when the table has 0 rows.", "schema", "table", "index"),
+    gauge("mysql_tables", "Number of base tables in the probed schemas, including those left out by max_tables."),
+    gauge("mysql_tables_omitted", "Tables left out of the per-table series because of max_tables (the smallest ones)."),
+    gauge("mysql_threads_connected", "Currently open connections (Threads_connected)."),
+    gauge("mysql_threads_running", "Threads not sleeping (Threads_running)."),
+    gauge("mysql_max_connections", "The server's max_connections setting."),
+    counter("mysql_slow_queries_total", "Queries that took longer than long_query_time (Slow_queries)."),
+    counter("mysql_questions_total", "Statements executed on behalf of clients (Questions)."),
+    counter("mysql_aborted_connects_total", "Failed connection attempts (Aborted_connects)."),
+    gauge("mysql_uptime_seconds", "Seconds since the server started (Uptime)."),
+    counter("mysql_innodb_deadlocks_total", "InnoDB deadlocks (Innodb_deadlocks on MariaDB, lock_deadlocks in INNODB_METRICS on MySQL)."),
+    counter("mysql_innodb_row_lock_waits_total", "Times an InnoDB row lock had to be waited for (Innodb_row_lock_waits)."),
+    gauge("mysql_replica", "1 if the server is a replica (has a replication source configured), else 0."),
+    gauge("mysql_replication_lag_seconds", "Seconds_Behind_Master of a replica; absent on a primary, and while the SQL thread is stopped.", "channel"),
+    gauge("mysql_replication_running", "1 if both the replica's IO and SQL threads are running.", "channel"),
+)
+
+
 class MysqlProber(BlockingProber[MysqlTarget]):
     name = "mysql"
+    families = FAMILIES
     target_model = MysqlTarget
     summary = "MySQL/MariaDB table and index sizes, server counters and replication lag (read-only)."
 

@@ -26,6 +26,7 @@ from redis.utils import str_if_bytes
 
 from stackprobe.configsource import StrictModel
 
+from ..metrics import counter, gauge
 from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, os_error_in
 
 #: TYPE reply -> the command that gives that type's length.
@@ -146,8 +147,41 @@ class RedisTarget(SecretRef, TargetConfig):
         return parse_url(self.url)
 
 
+#: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
+FAMILIES = (
+    gauge("redis_up", "1 if the Redis server accepted the connection and answered PING, else 0."),
+    gauge("redis_ping_duration_seconds", "Round-trip time of one PING."),
+    gauge("redis_uptime_seconds", "Seconds since the Redis server started."),
+    counter("redis_keyspace_hits_total", "Successful key lookups (keyspace_hits); includes the prober's own lookups of configured keys."),
+    counter("redis_keyspace_misses_total", "Failed key lookups (keyspace_misses); includes the prober's own lookups of missing configured keys."),
+    gauge("redis_memory_used_bytes", "Memory allocated by Redis (used_memory)."),
+    gauge("redis_memory_max_bytes", "The maxmemory setting; 0 means no limit."),
+    gauge("redis_memory_fragmentation_ratio", "used_memory_rss divided by used_memory (mem_fragmentation_ratio)."),
+    gauge("redis_connected_clients", "Client connections, excluding replicas."),
+    gauge("redis_blocked_clients", "Clients blocked in a blocking call (BLPOP, ...)."),
+    counter("redis_rejected_connections_total", "Connections rejected because of maxclients."),
+    counter("redis_evicted_keys_total", "Keys evicted because of maxmemory."),
+    counter("redis_expired_keys_total", "Keys removed because their TTL expired."),
+    counter("redis_commands_processed_total", "Commands processed by the server."),
+    gauge("redis_db_keys", "Keys in the database (INFO keyspace); 0 for an empty database the target names.", "db"),
+    gauge("redis_db_keys_expiring", "Keys with a TTL in the database (INFO keyspace).", "db"),
+    gauge("redis_rdb_last_save_timestamp_seconds", "Unix time of the last successful RDB save."),
+    gauge("redis_rdb_last_bgsave_success", "1 if the last background RDB save succeeded."),
+    gauge("redis_rdb_changes_since_last_save", "Writes since the last RDB save."),
+    gauge("redis_aof_enabled", "1 if append-only-file persistence is on."),
+    gauge("redis_aof_last_write_success", "1 if the last AOF write succeeded."),
+    gauge("redis_instance_info", "Role and version of the Redis server; always 1.", "role", "version"),
+    gauge("redis_connected_replicas", "Replicas connected to this primary."),
+    gauge("redis_master_link_up", "On a replica: 1 if the link to its primary is up; absent on a primary."),
+    gauge("redis_pattern_keys", "Keys matching a configured pattern, counted with SCAN (a lower bound when the scan budget ran out).", "db", "pattern"),
+    gauge("redis_pattern_scan_truncated", "1 if the scan budget ran out before the pattern's count was complete.", "db", "pattern"),
+    gauge("redis_key_length", "Length of a configured key (LLEN, SCARD, ZCARD, HLEN, XLEN or STRLEN by its type); 0 with type none if missing.", "db", "key", "type"),
+)
+
+
 class RedisProber(Prober[RedisTarget]):
     name = "redis"
+    families = FAMILIES
     target_model = RedisTarget
     summary = "Redis INFO (memory, hits/misses, clients, persistence, replication), PING time, SCAN pattern counts, key lengths."
 
