@@ -1,4 +1,4 @@
-"""Grafana dashboards compiled from the KPI catalogue.
+"""Grafana dashboards: gen-rules emitters reading only the resolved model (stackprobe.rules.model).
 
     panels.py        the SDK (grafana-foundation-sdk) helpers every dashboard is built with
     services.py      one morning-checklist overview per catalogue service (the alerts' thresholds)

@@ -1,9 +1,9 @@
 """One morning-checklist overview per catalogue service, with the alerts' own thresholds.
 
-Each KPI gets a stat panel reading the KPI's recorded series (`Indicator.record`) exactly as
-its alert does, coloured by its catalogue tiers; each area gets a graph of its KPIs with every
-tier drawn as a labelled dashed line. Regenerated with the alerts by `gen-rules build`, so the
-dashboard cannot show a threshold the alerts do not use.
+Reads only the resolved model (rules/model.py). Each KPI gets a stat panel reading the KPI's
+series (`KPI.series()`, the query its alerts compare), coloured by its tiers; each area gets a
+graph of its KPIs with every tier drawn as a labelled dashed line. Regenerated with the alerts
+by `gen-rules build`, so the dashboard cannot show a threshold the alerts do not use.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from decimal import Decimal
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from stackprobe.configsource import format_duration
-from stackprobe.rules import prometheus
-from stackprobe.rules.catalogue import KPI, Catalogue, Indicator, Service
+from stackprobe.rules.model import KPI, Indicator, Service
+from stackprobe.rules.promql import Matcher, number
 
 from .panels import (
     AMBER,
@@ -62,23 +61,14 @@ GRAFANA_UNITS = {"d": "suffix: days"}
 SCALED_DECIMALS = {"s": 2, "bytes": 1}
 
 
-def kpi_series(cat: Catalogue, service: Service, kpi: KPI, *, target_filter: bool) -> str:
-    """The PromQL of the KPI's value: its recorded series, averaged over the KPI's window when
-    that is longer than the indicator's own, exactly as rules/prometheus.py builds the alert
-    (the test suite compares the two). `target_filter` adds the dashboard's `$target` matcher."""
-    ind = cat.indicator_of(kpi)
-    matchers = [f'{k}="{v}"' for k, v in {"service": service.id, **kpi.match}.items()]
-    if target_filter and "target" in ind.labels:
-        matchers.append('target=~"$target"')
-    series = ind.record + "{" + ", ".join(matchers) + "}"
-    if kpi.window and kpi.window > (ind.window or 0):
-        series = f"avg_over_time({series}[{format_duration(kpi.window)}])"
-    return series
+#: The dashboard's `$target` variable as a matcher.
+TARGET_FILTER = Matcher("target", "$target", "=~")
 
 
-def threshold_value(value: float) -> float:
-    """A tier threshold as the alert's PromQL literal spells it (no float noise like 0.9990000000000001)."""
-    return float(prometheus.number(value))
+def kpi_series(kpi: KPI) -> str:
+    """The KPI's value as its alerts read it, narrowed to the dashboard's `$target` selection."""
+    assert kpi.indicator is not None
+    return kpi.series(TARGET_FILTER) if "target" in kpi.indicator.labels else kpi.series()
 
 
 def kpi_steps(kpi: KPI) -> tuple[Step, ...]:
@@ -89,16 +79,16 @@ def kpi_steps(kpi: KPI) -> tuple[Step, ...]:
     (the next float): a value exactly at the threshold keeps the milder colour, as the alert
     stays quiet.
     """
-    tiers = kpi.tiers()  # mildest first
+    tiers = kpi.tiers  # mildest first
     if kpi.comparison is None or not tiers:
         return NEUTRAL
-    colours = [TIER_COLOURS[name] for name, _ in tiers]
+    colours = [TIER_COLOURS[t.name] for t in tiers]
     if kpi.comparison == "above":  # thresholds ascend with severity
-        return (Step(None, GREEN), *(Step(math.nextafter(threshold_value(t.threshold), math.inf), c) for (_, t), c in zip(tiers, colours)))
+        return (Step(None, GREEN), *(Step(math.nextafter(t.value, math.inf), c) for t, c in zip(tiers, colours)))
     # below: thresholds descend with severity; from the lowest up, each one restores the milder colour
     steps = [Step(None, colours[-1])]
     for i in range(len(tiers) - 1, -1, -1):
-        steps.append(Step(threshold_value(tiers[i][1].threshold), colours[i - 1] if i else GREEN))
+        steps.append(Step(tiers[i].value, colours[i - 1] if i else GREEN))
     return tuple(steps)
 
 
@@ -106,46 +96,45 @@ def grafana_unit(ind: Indicator) -> str:
     return GRAFANA_UNITS.get(ind.unit, ind.unit)
 
 
-def kpi_decimals(kpi: KPI, ind: Indicator) -> int:
+def kpi_decimals(kpi: KPI) -> int:
     """Enough decimals that a value next to a threshold never displays as the threshold itself.
 
     One more than the thresholds need (in percent for ratios); none for whole-number states
     (up, verified, running: `short` gauges with whole thresholds and no averaging window).
     """
+    ind = kpi.indicator
+    assert ind is not None
     if ind.unit in SCALED_DECIMALS:
         return SCALED_DECIMALS[ind.unit]
     scale = 100 if ind.unit == "percentunit" else 1
-    places = max((_places(threshold_value(t.threshold) * scale) for _, t in kpi.tiers()), default=0)
+    places = max((_places(t.value * scale) for t in kpi.tiers), default=0)
     whole_state = ind.unit == "short" and ind.window is None and places == 0
     return places if whole_state else places + 1
 
 
 def _places(value: float) -> int:
-    exponent = Decimal(prometheus.number(value)).normalize().as_tuple().exponent
+    exponent = Decimal(number(value)).normalize().as_tuple().exponent
     return max(0, -int(exponent))
 
 
-def kpi_links(cat: Catalogue, service: Service, kpi: KPI) -> list[dash_b.DashboardLink]:
-    """The playbook section(s) the KPI and its tiers came from, and every alert on it (by the
-    names rules/prometheus.py gives them), in Grafana's alert list."""
-    urls = dict.fromkeys([kpi.runbook_url(), *(kpi.runbook_url(name) for name, _ in kpi.tiers())])
+def kpi_links(kpi: KPI) -> list[dash_b.DashboardLink]:
+    """The playbook section(s) the KPI and its tiers came from, and every alert on it, in
+    Grafana's alert list."""
+    urls = dict.fromkeys([kpi.runbook_url, *(t.runbook_url for t in kpi.tiers)])
     links = [link(f"Playbook: {kpi.source.section}" if i == 0 else "Playbook (threshold source)", url) for i, url in enumerate(urls)]
-    alert_names = [a.name for a in prometheus.alerts(cat, service) if a.kpi is not None and a.kpi.id == kpi.id]
-    links += [link(f"Alert {name}", f"/alerting/list?search={name}") for name in alert_names]
+    links += [link(f"Alert {name}", f"/alerting/list?search={name}") for name in kpi.alert_names]
     return links
 
 
-def _tiers_text(kpi: KPI, ind: Indicator) -> str:
-    if kpi.comparison is None or not kpi.tiers():
+def _tiers_text(kpi: KPI) -> str:
+    if kpi.comparison is None or not kpi.tiers:
         return "No thresholds: shown for information."
-    sign = ">" if kpi.comparison == "above" else "<"
-    parts = [f"{name} {sign} {prometheus.format_value(ind.unit, t.threshold)}" for name, t in kpi.tiers()]
-    return "Alert tiers: " + ", ".join(parts) + "."
+    return "Alert tiers: " + ", ".join(f"{t.name} {kpi.op} {t.limit}" for t in kpi.tiers) + "."
 
 
-def _description(kpi: KPI, ind: Indicator) -> str:
+def _description(kpi: KPI) -> str:
     alerting = "" if kpi.alertable else f" Not alerted: {kpi.not_alertable_reason}"
-    return f"{kpi.description} {_tiers_text(kpi, ind)} Priority {kpi.priority}; source: {kpi.source.section}.{alerting}"
+    return f"{kpi.description} {_tiers_text(kpi)} Priority {kpi.priority}; source: {kpi.source.section}.{alerting}"
 
 
 def _legend(kpi: KPI, ind: Indicator, *, with_title: bool) -> str:
@@ -154,23 +143,24 @@ def _legend(kpi: KPI, ind: Indicator, *, with_title: bool) -> str:
     return " ".join(filter(None, [kpi.title if with_title else "", labels])) or kpi.title
 
 
-def kpi_stat(cat: Catalogue, service: Service, kpi: KPI, width: int) -> Item:
+def kpi_stat(kpi: KPI, width: int) -> Item:
     """The KPI's current value, coloured by its tiers; links to its playbook section and alerts."""
-    ind = cat.indicator_of(kpi)
+    ind = kpi.indicator
+    assert ind is not None
     return stat_panel(
         kpi.title,
-        _description(kpi, ind),
-        [query(kpi_series(cat, service, kpi, target_filter=True), _legend(kpi, ind, with_title=False), kpi.id, instant=True)],
+        _description(kpi),
+        [query(kpi_series(kpi), _legend(kpi, ind, with_title=False), kpi.id, instant=True)],
         unit=grafana_unit(ind),
-        decimals=kpi_decimals(kpi, ind),
+        decimals=kpi_decimals(kpi),
         steps=kpi_steps(kpi),
-        links=kpi_links(cat, service, kpi),
+        links=kpi_links(kpi),
         width=width,
         height=5,
     )
 
 
-def area_graph(cat: Catalogue, service: Service, area: str | None, kpis: Sequence[KPI], width: int) -> Item:
+def area_graph(service: Service, area: str | None, kpis: Sequence[KPI], width: int) -> Item:
     """The area's KPIs over time, each tier a dashed line in its tier colour.
 
     Tier lines are constant series rather than Grafana thresholds because Grafana draws one set
@@ -180,20 +170,19 @@ def area_graph(cat: Catalogue, service: Service, area: str | None, kpis: Sequenc
     targets = []
     overrides: list[tuple[str, list[dash_m.DynamicConfigValue]]] = []
     for kpi in kpis:
-        ind = cat.indicator_of(kpi)
+        ind = kpi.indicator
+        assert ind is not None
         unit = [dash_m.DynamicConfigValue(id_val="unit", value=grafana_unit(ind)),
-                dash_m.DynamicConfigValue(id_val="decimals", value=kpi_decimals(kpi, ind))]
-        targets.append(query(kpi_series(cat, service, kpi, target_filter=True), _legend(kpi, ind, with_title=True), kpi.id))
+                dash_m.DynamicConfigValue(id_val="decimals", value=kpi_decimals(kpi))]
+        targets.append(query(kpi_series(kpi), _legend(kpi, ind, with_title=True), kpi.id))
         overrides.append((kpi.id, unit))
         if kpi.comparison is None:
             continue
-        sign = ">" if kpi.comparison == "above" else "<"
-        for name, tier in kpi.tiers():
-            ref = f"{kpi.id}:{name}"
-            limit = prometheus.format_value(ind.unit, tier.threshold)
-            targets.append(query(f"vector({prometheus.number(tier.threshold)})", f"{kpi.title} {name} ({sign} {limit})", ref))
+        for tier in kpi.tiers:
+            ref = f"{kpi.id}:{tier.name}"
+            targets.append(query(f"vector({tier.literal})", f"{kpi.title} {tier.name} ({kpi.op} {tier.limit})", ref))
             overrides.append((ref, unit + [
-                dash_m.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": TIER_COLOURS[name]}),
+                dash_m.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": TIER_COLOURS[tier.name]}),
                 dash_m.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}),
             ]))
     title = (area or "other").capitalize()
@@ -202,18 +191,18 @@ def area_graph(cat: Catalogue, service: Service, area: str | None, kpis: Sequenc
         f"{title} KPIs of {service.title} over time; dashed lines are their alert tiers "
         "(yellow target, amber warning, red critical).",
         targets,
-        unit=grafana_unit(cat.indicator_of(kpis[0])),
+        unit=grafana_unit(kpis[0].indicator),  # type: ignore[arg-type]
         overrides=overrides,
         width=width,
     )
 
 
-def _unmeasured(cat: Catalogue, service: Service, kpis: Sequence[KPI]) -> Item:
+def _unmeasured(service: Service, kpis: Sequence[KPI]) -> Item:
     """The playbook's KPIs no Prometheus series measures, so the checklist still lists them."""
     lines = ["| KPI | Why it is not on this dashboard | Playbook |", "|---|---|---|"]
     for kpi in kpis:
         reason = (kpi.not_alertable_reason or "").replace("\n", " ").replace("|", "/")
-        lines.append(f"| {kpi.title} | {reason} | [{kpi.source.section}]({kpi.runbook_url()}) |")
+        lines.append(f"| {kpi.title} | {reason} | [{kpi.source.section}]({kpi.runbook_url}) |")
     return text_panel(
         "Checked outside Prometheus",
         f"KPIs of the {service.title} playbook without an indicator: review them by hand.",
@@ -221,7 +210,7 @@ def _unmeasured(cat: Catalogue, service: Service, kpis: Sequence[KPI]) -> Item:
     )
 
 
-def overview(cat: Catalogue, service: Service) -> dash_m.Dashboard:
+def overview(service: Service) -> dash_m.Dashboard:
     """The service's morning checklist: a row per area group, stats first, then one graph per area."""
     measured = [k for k in service.kpis if k.indicator is not None]
     builder = (
@@ -234,7 +223,7 @@ def overview(cat: Catalogue, service: Service) -> dash_m.Dashboard:
             refresh="5m",
             tags=["service", service.id],
         )
-        .link(link("Playbook", f"{cat.routing.runbook_base_url}{service.playbook}"))
+        .link(link("Playbook", service.playbook_url))
         .variables([
             datasource_variable(),
             dash_b.ConstantVariable("service").label("Service").value(service.id),
@@ -250,10 +239,10 @@ def overview(cat: Catalogue, service: Service) -> dash_m.Dashboard:
         items.append(dash_b.Row(row_title))
         row_kpis = [k for ks in by_area.values() for k in ks]
         # Stats share the row's width, at least 4 columns each (6 a line, then they wrap).
-        items += [kpi_stat(cat, service, k, max(4, 24 // len(row_kpis))) for k in row_kpis]
+        items += [kpi_stat(k, max(4, 24 // len(row_kpis))) for k in row_kpis]
         items.append(NEWLINE)
-        items += [area_graph(cat, service, a, ks, 24 // len(by_area)) for a, ks in by_area.items()]
+        items += [area_graph(service, a, ks, 24 // len(by_area)) for a, ks in by_area.items()]
     unmeasured = [k for k in service.kpis if k.indicator is None]
     if unmeasured:
-        items += [dash_b.Row("Checked outside Prometheus"), _unmeasured(cat, service, unmeasured)]
+        items += [dash_b.Row("Checked outside Prometheus"), _unmeasured(service, unmeasured)]
     return assemble(builder, items)

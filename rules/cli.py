@@ -1,7 +1,8 @@
 """`gen-rules build` / `gen-rules check`: compile the KPI catalogue into every generated file.
 
-Every output comes from one emitter, `(catalogue) -> {path relative to --out: content}`, listed
-once in EMITTERS. `build` renders everything in memory, then replaces files atomically; a bad
+The pipeline, one way: rules/spec.py loads and validates the catalogue, rules/model.py resolves
+it once, and every output comes from one emitter, `(model) -> {path relative to --out: content}`,
+listed once in EMITTERS (rules/emit/*, grafana/provisioning.py). `build` renders everything in memory, then replaces files atomically; a bad
 catalogue (exit 2) or any failure writes nothing. `check` renders into memory and compares with
 what is on disk, exiting 1 with a unified diff when the committed files are stale.
 """
@@ -20,10 +21,11 @@ import click
 from stackprobe.configsource import ConfigError
 from stackprobe.grafana import provisioning as grafana_provisioning
 
-from . import alertmanager, prometheus, promtests
-from .catalogue import Catalogue, load_catalogue
+from .emit import alertmanager, prometheus, promtests
+from .model import Model, resolve
+from .spec import load_catalogue
 
-Emitter = Callable[[Catalogue], dict[str, str]]
+Emitter = Callable[[Model], dict[str, str]]
 
 #: Every output of `gen-rules build`; adding an output format is one entry here.
 EMITTERS: list[Emitter] = [
@@ -40,11 +42,11 @@ FORMATS: dict[str, Emitter] = {
 }
 
 
-def render(catalogue: Catalogue, formats: tuple[str, ...] = ()) -> dict[str, str]:
+def render(model: Model, formats: tuple[str, ...] = ()) -> dict[str, str]:
     """All outputs in memory; two emitters claiming one path is a bug, not a silent overwrite."""
     out: dict[str, str] = {}
     for emitter in EMITTERS + [FORMATS[f] for f in formats]:
-        for path, text in emitter(catalogue).items():
+        for path, text in emitter(model).items():
             if path in out:
                 raise RuntimeError(f"two emitters write {path}")
             out[path] = text
@@ -113,9 +115,9 @@ def diff(root: Path, outputs: dict[str, str]) -> str:
     return "".join(chunks)
 
 
-def _load(path: Path | None) -> Catalogue:
+def _load(path: Path | None) -> Model:
     try:
-        return load_catalogue(path)
+        return resolve(load_catalogue(path))
     except ConfigError as e:
         click.echo(f"gen-rules: invalid catalogue:\n{e}", err=True)
         sys.exit(2)

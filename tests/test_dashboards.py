@@ -21,19 +21,21 @@ from grafana_foundation_sdk.models import stat, table, text, timeseries
 from stackprobe.exporter import metrics
 from stackprobe.exporter.probers import PROBERS
 from stackprobe.grafana import panels, provisioning, queries, services
-from stackprobe.rules import prometheus
-from stackprobe.rules.catalogue import Catalogue, load_catalogue
+from stackprobe.rules import model
+from stackprobe.rules.emit import prometheus
+from stackprobe.rules.model import Model
 
 OPTIONS = {"stat": stat.Options, "timeseries": timeseries.Options, "table": table.Options, "text": text.Options}
 
 
 @pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return load_catalogue()
+def catalogue() -> Model:
+    """The resolved model of the built-in catalogue (what the dashboards are built from)."""
+    return model.load()
 
 
 @pytest.fixture(scope="module")
-def outputs(catalogue: Catalogue) -> dict[str, str]:
+def outputs(catalogue: Model) -> dict[str, str]:
     return provisioning.emit(catalogue)
 
 
@@ -63,12 +65,12 @@ def test_committed_files_are_what_the_generator_writes(outputs: dict[str, str]) 
     assert committed == {path.rsplit("/", 1)[1] for path in outputs if path.endswith(".json")}
 
 
-def test_output_is_deterministic(catalogue: Catalogue, outputs: dict[str, str]) -> None:
+def test_output_is_deterministic(catalogue: Model, outputs: dict[str, str]) -> None:
     assert provisioning.emit(catalogue) == outputs
     assert provisioning.emit_configmaps(catalogue) == provisioning.emit_configmaps(catalogue)
 
 
-def test_a_dashboard_per_service_and_per_prober(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_a_dashboard_per_service_and_per_prober(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     expected = {f"{s.id}-overview.json" for s in catalogue.services} | {f"{p}-prober.json" for p in PROBERS}
     assert set(dashboards) == expected
     assert len(catalogue.services) == 5 and len(PROBERS) == 5
@@ -129,7 +131,7 @@ def test_template_variables_and_datasource(dashboards: dict[str, dash_m.Dashboar
 # --- queries ---------------------------------------------------------------------------------
 
 
-def _known_metrics(catalogue: Catalogue) -> dict[str, str]:
+def _known_metrics(catalogue: Model) -> dict[str, str]:
     """Metric name -> who provides it: stackprobe, a generated recording rule, or the external
     exporter the indicator library attributes it to."""
     known = {name: "stackprobe" for name in metrics.exported_series_names()}
@@ -137,9 +139,9 @@ def _known_metrics(catalogue: Catalogue) -> dict[str, str]:
         for group in yaml.safe_load(content)["groups"]:
             known.update({r["record"]: "recording rule" for r in group["rules"] if "record" in r})
     for service in catalogue.services:
-        for ind in catalogue.used_indicators(service):
+        for ind in service.indicators:
             if ind.provider != "stackprobe":
-                known.update({m: ind.provider for m in catalogue.metric_names(ind, service)})
+                known.update({m: ind.provider for m in ind.metrics})
     return known
 
 
@@ -148,7 +150,7 @@ def _unknown(all_queries: list[queries.PanelQuery], known: dict[str, str]) -> li
             if name not in known]
 
 
-def test_every_query_parses_and_uses_only_known_metrics(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_every_query_parses_and_uses_only_known_metrics(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     all_queries = [q for model in dashboards.values() for q in queries.dashboard_queries(model)]
     for q in all_queries:
         promql_parser.parse(q.concrete())
@@ -158,7 +160,7 @@ def test_every_query_parses_and_uses_only_known_metrics(dashboards: dict[str, da
     assert len(all_queries) > 250
 
 
-def test_metric_check_catches_what_it_should(catalogue: Catalogue) -> None:
+def test_metric_check_catches_what_it_should(catalogue: Model) -> None:
     fake = queries.PanelQuery("d", "p", "A", 'rate(stackprobe_nonexistent_total{target=~"$target"}[$__rate_interval])',
                               False, {"target": ".*"})
     assert fake.concrete() == 'rate(stackprobe_nonexistent_total{target=~".*"}[1m])'
@@ -184,25 +186,21 @@ def _overview(dashboards: dict[str, dash_m.Dashboard], service_id: str) -> dash_
     return dashboards[f"{service_id}-overview.json"]
 
 
-def test_overview_stat_per_kpi_reads_the_alerts_series(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_overview_stat_per_kpi_reads_the_alerts_series(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     for service in catalogue.services:
         stats = {p.targets[0].ref_id: p for p in _panels(_overview(dashboards, service.id)) if p.type_val == "stat"}
         measured = [k for k in service.kpis if k.indicator is not None]
         assert list(stats) == [k.id for k in sorted(measured, key=_row_position)]
         for kpi in measured:
-            ind = catalogue.indicator_of(kpi)
+            ind = kpi.indicator
             panel = stats[kpi.id]
-            assert panel.targets[0].expr == services.kpi_series(catalogue, service, kpi, target_filter=True)
+            # The alerts' series, narrowed by the $target variable where the series has a target.
+            expected = kpi.series(services.TARGET_FILTER) if "target" in ind.labels else kpi.series()
+            assert panel.targets[0].expr == expected
             assert panel.targets[0].instant
             assert panel.field_config.defaults.unit == services.GRAFANA_UNITS.get(ind.unit, ind.unit)
             assert isinstance(panel.field_config.defaults.decimals, int)
             assert panel.title == kpi.title
-        for alert in prometheus.alerts(catalogue, service):
-            if alert.kind != "threshold":
-                continue
-            series = services.kpi_series(catalogue, service, alert.kpi, target_filter=False)
-            op = ">" if alert.kpi.comparison == "above" else "<"
-            assert alert.expr == f"{series} {op} {prometheus.number(alert.threshold)}"
 
 
 def _row_position(kpi) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -222,14 +220,14 @@ def _grafana_colour(steps: list[tuple[float | None, str]], value: float) -> str:
 def _alert_colour(kpi, value: float) -> str:  # type: ignore[no-untyped-def]
     """The colour the catalogue gives a value: that of the most severe tier whose alert fires."""
     colour = panels.GREEN
-    for name, tier in kpi.tiers():
-        limit = float(prometheus.number(tier.threshold))  # the alert's literal
+    for tier in kpi.tiers:
+        limit = float(tier.literal)  # the alert's literal
         if (value > limit) if kpi.comparison == "above" else (value < limit):
-            colour = services.TIER_COLOURS[name]
+            colour = services.TIER_COLOURS[tier.name]
     return colour
 
 
-def test_stat_colours_match_the_alert_tiers_at_every_boundary(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_stat_colours_match_the_alert_tiers_at_every_boundary(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     checked = 0
     for service in catalogue.services:
         stats = {p.targets[0].ref_id: p for p in _panels(_overview(dashboards, service.id)) if p.type_val == "stat"}
@@ -237,35 +235,34 @@ def test_stat_colours_match_the_alert_tiers_at_every_boundary(dashboards: dict[s
             if kpi.id not in stats or kpi.comparison is None:
                 continue
             steps = _steps(stats[kpi.id])
-            for _, tier in kpi.tiers():
-                t = float(prometheus.number(tier.threshold))
+            for tier in kpi.tiers:
+                t = float(tier.literal)
                 delta = max(abs(t) * 1e-9, 1e-12)
                 for value in (t - delta, t, t + delta):
                     assert _grafana_colour(steps, value) == _alert_colour(kpi, value), (service.id, kpi.id, value, steps)
                     checked += 1
             # Far from every threshold: green on the good side, the worst colour on the bad side.
-            lo, hi = min(t.threshold for _, t in kpi.tiers()), max(t.threshold for _, t in kpi.tiers())
+            lo, hi = min(t.threshold for t in kpi.tiers), max(t.threshold for t in kpi.tiers)
             good, bad = (lo - 1, hi + 1) if kpi.comparison == "above" else (hi + 1, lo - 1)
             assert _grafana_colour(steps, good) == panels.GREEN
-            assert _grafana_colour(steps, bad) == services.TIER_COLOURS[kpi.tiers()[-1][0]]
+            assert _grafana_colour(steps, bad) == services.TIER_COLOURS[kpi.tiers[-1].name]
     assert checked > 100
 
 
-def test_every_kpi_panel_links_to_its_playbook_section_and_alerts(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_every_kpi_panel_links_to_its_playbook_section_and_alerts(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     for service in catalogue.services:
         stats = {p.targets[0].ref_id: p for p in _panels(_overview(dashboards, service.id)) if p.type_val == "stat"}
-        alerts = prometheus.alerts(catalogue, service)
         for kpi in service.kpis:
             if kpi.id not in stats:
                 continue
             urls = [link["url"] for link in stats[kpi.id].links]
-            assert kpi.runbook_url() in urls
-            alert_names = [a.name for a in alerts if a.kpi is not None and a.kpi.id == kpi.id]
+            assert kpi.runbook_url in urls
+            alert_names = [a.name for a in service.alerts if a.kpi is not None and a.kpi.id == kpi.id]
             assert [u.removeprefix("/alerting/list?search=") for u in urls if u.startswith("/alerting/")] == alert_names
             assert bool(alert_names) == kpi.alertable
 
 
-def test_area_graphs_draw_every_tier_as_a_labelled_line(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_area_graphs_draw_every_tier_as_a_labelled_line(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     for service in catalogue.services:
         graphs = {p.title: p for p in _panels(_overview(dashboards, service.id)) if p.type_val == "timeseries"}
         areas = {k.area for k in service.kpis if k.indicator is not None}
@@ -275,34 +272,34 @@ def test_area_graphs_draw_every_tier_as_a_labelled_line(dashboards: dict[str, da
                 continue
             graph = graphs[(kpi.area or "other").capitalize()]
             by_ref = {t.ref_id: t.expr for t in graph.targets}
-            assert by_ref[kpi.id] == services.kpi_series(catalogue, service, kpi, target_filter=True)
+            assert by_ref[kpi.id] == services.kpi_series(kpi)
             colours = {o.matcher.options: p.value for o in graph.field_config.overrides for p in o.properties if p.id_val == "color"}
-            for name, tier in kpi.tiers() if kpi.comparison else []:
-                ref = f"{kpi.id}:{name}"
-                assert by_ref[ref] == f"vector({prometheus.number(tier.threshold)})"
-                assert colours[ref] == {"mode": "fixed", "fixedColor": services.TIER_COLOURS[name]}
+            for tier in kpi.tiers if kpi.comparison else []:
+                ref = f"{kpi.id}:{tier.name}"
+                assert by_ref[ref] == f"vector({tier.literal})"
+                assert colours[ref] == {"mode": "fixed", "fixedColor": services.TIER_COLOURS[tier.name]}
 
 
-def test_overview_rows_follow_the_area_order(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_overview_rows_follow_the_area_order(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     order = [title for title, _ in services.ROWS] + ["Checked outside Prometheus"]
     for service in catalogue.services:
         rows = [p.title for p in _overview(dashboards, service.id).panels if isinstance(p, dash_m.RowPanel)]
         assert rows == sorted(rows, key=order.index) and rows[0] == "Availability and latency"
 
 
-def test_kpis_without_an_indicator_are_listed_for_a_manual_check(dashboards: dict[str, dash_m.Dashboard], catalogue: Catalogue) -> None:
+def test_kpis_without_an_indicator_are_listed_for_a_manual_check(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
     for service in catalogue.services:
         unmeasured = [k for k in service.kpis if k.indicator is None]
         texts = [p for p in _panels(_overview(dashboards, service.id)) if p.type_val == "text"]
         assert len(texts) == (1 if unmeasured else 0)
         for kpi in unmeasured:
-            assert f"| {kpi.title} |" in texts[0].options.content and kpi.runbook_url() in texts[0].options.content
+            assert f"| {kpi.title} |" in texts[0].options.content and kpi.runbook_url in texts[0].options.content
 
 
-def test_decimals_separate_values_from_thresholds(catalogue: Catalogue) -> None:
+def test_decimals_separate_values_from_thresholds(catalogue: Model) -> None:
     portfolio = catalogue.service("portfolio")
     kpis = {k.id: k for k in portfolio.kpis}
-    decimals = {k: services.kpi_decimals(kpis[k], catalogue.indicator_of(kpis[k])) for k in
+    decimals = {k: services.kpi_decimals(kpis[k]) for k in
                 ("availability", "error_rate", "target_down", "latency_p95")}
     # 99.9 % -> 99.87 % is not shown as 99.9 %; 0.1 % -> 1 decimal more; up/down gauges whole.
     assert decimals == {"availability": 2, "error_rate": 2, "target_down": 0, "latency_p95": 2}
@@ -350,7 +347,7 @@ def test_provisioning_files(outputs: dict[str, str], dashboards: dict[str, dash_
     assert (provider["type"], provider["options"]["path"]) == ("file", provisioning.DASHBOARDS_PATH)
 
 
-def test_configmaps_for_the_grafana_sidecar(catalogue: Catalogue, outputs: dict[str, str]) -> None:
+def test_configmaps_for_the_grafana_sidecar(catalogue: Model, outputs: dict[str, str]) -> None:
     files = provisioning.emit_configmaps(catalogue)
     maps = list(yaml.safe_load_all(files[f"{provisioning.CONFIGMAPS_DIR}/dashboards.yaml"]))
     json_files = {path.rsplit("/", 1)[1]: content for path, content in outputs.items() if path.endswith(".json")}
@@ -366,7 +363,7 @@ def test_configmaps_for_the_grafana_sidecar(catalogue: Catalogue, outputs: dict[
     assert yaml.safe_load(datasource["data"]["stackprobe.yaml"]) == provisioning.datasource_provisioning()
 
 
-def test_gen_rules_builds_and_checks_the_dashboards(catalogue: Catalogue, outputs: dict[str, str]) -> None:
+def test_gen_rules_builds_and_checks_the_dashboards(catalogue: Model, outputs: dict[str, str]) -> None:
     from stackprobe.rules import cli
 
     rendered = cli.render(catalogue)

@@ -44,7 +44,7 @@ from fixtures.promtools import run
 from fixtures.redis_server import REDIS_SERVER, RedisServer
 from fixtures.tls import Pki, TlsServer
 from stackprobe.grafana.queries import REPO_ROOT, generated_queries
-from stackprobe.rules.catalogue import load_catalogue
+from stackprobe.rules import model
 
 DEPLOY = REPO_ROOT / "deploy"
 TEST_CATALOGUE = Path(__file__).parent / "e2e" / "catalogue"
@@ -480,15 +480,13 @@ def test_healthy_targets_raise_nothing(incidents, stack):
 
 def _external_names() -> dict[str, str]:
     """Record and metric names of the external indicators, for every production service."""
-    catalogue = load_catalogue()
-    external = {i.id for i in catalogue.indicators.values() if i.provider != "stackprobe"}
-    assert external == EXTERNAL_INDICATORS, "the indicator library's external indicators changed; update the list"
+    resolved = model.load()
+    bound = [i for s in resolved.services for i in s.indicators if i.provider != "stackprobe"]
+    assert {i.id for i in bound} == EXTERNAL_INDICATORS, "the catalogue's external indicators changed; update the list"
     names = {}
-    for iid in EXTERNAL_INDICATORS:
-        indicator = catalogue.indicators[iid]
+    for indicator in bound:
         names[indicator.record] = indicator.provider
-        for service in catalogue.services:
-            names |= {m: indicator.provider for m in catalogue.metric_names(indicator, service)}
+        names |= {m: indicator.provider for m in indicator.metrics}
     return names
 
 

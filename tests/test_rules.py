@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from fixtures.promtools import run
 from stackprobe.exporter.metrics import PREFIX, exported_series_names
-from stackprobe.rules import alertmanager, cli, prometheus, promtests
-from stackprobe.rules.catalogue import PRIORITIES, load_catalogue
+from stackprobe.rules import cli, model
+from stackprobe.rules.emit import alertmanager, promtests
+from stackprobe.rules.spec import PRIORITIES, load_catalogue, substitute
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"
@@ -21,7 +22,14 @@ SEEDS = REPO.parent / "shared" / "seeds"
 
 @pytest.fixture(scope="module")
 def catalogue():
+    """The catalogue as written (spec)."""
     return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def resolved(catalogue):
+    """The resolved model the emitters read."""
+    return model.resolve(catalogue)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +46,9 @@ def test_committed_outputs_are_up_to_date():
     assert result.exit_code == 0, result.output
 
 
-def test_output_is_deterministic(catalogue, tmp_path):
-    first = cli.render(catalogue)
-    assert cli.render(load_catalogue()) == first
+def test_output_is_deterministic(resolved, tmp_path):
+    first = cli.render(resolved)
+    assert cli.render(model.load()) == first
     for _ in range(2):
         CliRunner().invoke(cli.main, ["build", "--out", str(tmp_path)])
         assert cli.on_disk(tmp_path, cli.managed_dirs(list(first))) == first
@@ -65,13 +73,13 @@ def test_generated_rule_unit_tests_pass(promtool, built):
     assert not failed, "\n".join(failed)
 
 
-def test_every_alert_has_a_firing_and_a_quiet_case(catalogue):
-    for service in catalogue.services:
-        tests = [t for ts in promtests.cases(catalogue, service).values() for t in ts]
-        for spec in prometheus.alerts(catalogue, service):
-            checks = [c for t in tests for c in t["alert_rule_test"] if c["alertname"] == spec.name]
-            assert any(c["exp_alerts"] for c in checks), f"{spec.name} is never expected to fire"
-            assert any(not c["exp_alerts"] for c in checks), f"{spec.name} is never expected to stay quiet"
+def test_every_alert_has_a_firing_and_a_quiet_case(resolved):
+    for service in resolved.services:
+        tests = [t for ts in promtests.cases(service).values() for t in ts]
+        for alert in service.alerts:
+            checks = [c for t in tests for c in t["alert_rule_test"] if c["alertname"] == alert.name]
+            assert any(c["exp_alerts"] for c in checks), f"{alert.name} is never expected to fire"
+            assert any(not c["exp_alerts"] for c in checks), f"{alert.name} is never expected to stay quiet"
 
 
 def test_amtool_check_config(amtool, built):
@@ -90,9 +98,9 @@ def test_amtool_routes_each_priority_to_its_receiver(amtool, built, catalogue, p
         assert result.stdout.strip() == receiver
 
 
-def test_routing_timing_and_time_intervals(catalogue):
+def test_routing_timing_and_time_intervals(resolved):
     """What amtool cannot evaluate (it ignores time): P2 only in business hours, maintenance mutes."""
-    doc = alertmanager.config(catalogue)
+    doc = alertmanager.config(resolved)
     routes = {r["matchers"][0]: r for r in doc["route"]["routes"]}
     assert routes['priority="P0"']["group_wait"] == "0s"
     assert [routes[f'priority="{p}"']["repeat_interval"] for p in PRIORITIES] == ["15m", "1h", "4h", "1w"]
@@ -128,37 +136,38 @@ def _selectors(expr: str) -> set[str]:
     return names
 
 
-def test_indicator_metrics_are_exported_or_attributed(catalogue):
+def test_indicator_metrics_are_exported_or_attributed(catalogue, resolved):
     """Every name an indicator reads is stackprobe's own, or comes from the named external exporter."""
     exported = exported_series_names()
-    for ind in catalogue.indicators.values():
-        users = [s for s in catalogue.services if ind in catalogue.used_indicators(s)] or [None]
-        for service in users:
-            expr = catalogue.expr(ind, service) if service else ind.render(ind.params, {"service": "x"})
-            names = _selectors(expr)
-            assert names == set(catalogue.metric_names(ind, service)), f"{ind.id}: metrics do not match its expr"
-            for name in names:
-                if ind.provider == "stackprobe":
-                    assert name in exported, f"{ind.id} reads {name}, which stackprobe does not export"
-                else:
-                    assert not name.startswith(PREFIX), f"{ind.id} ({ind.provider}) reads stackprobe's {name}"
+    bound = [(i.id, i.provider, i.expr, set(i.metrics)) for s in resolved.services for i in s.indicators]
+    unused = [(i.id, i.provider, substitute(i.expr, dict(i.params, match='service="x"')),
+               {substitute(m, i.params) for m in i.metrics})
+              for i in catalogue.indicators.values() if i.id not in {b[0] for b in bound}]
+    for iid, provider, expr, metrics in bound + unused:
+        names = _selectors(expr)
+        assert names == metrics, f"{iid}: metrics do not match its expr"
+        for name in names:
+            if provider == "stackprobe":
+                assert name in exported, f"{iid} reads {name}, which stackprobe does not export"
+            else:
+                assert not name.startswith(PREFIX), f"{iid} ({provider}) reads stackprobe's {name}"
 
 
-def test_alert_rules_read_only_recorded_indicators(catalogue):
+def test_alert_rules_read_only_recorded_indicators(catalogue, resolved):
     records = {i.record for i in catalogue.indicators.values()}
-    for service in catalogue.services:
-        for spec in prometheus.alerts(catalogue, service):
-            names = _selectors(spec.expr)
-            assert names <= records | {"stackprobe_probe_success"}, spec.name
+    for service in resolved.services:
+        for alert in service.alerts:
+            names = _selectors(alert.expr)
+            assert names <= records | {"stackprobe_probe_success"}, alert.name
 
 
-def test_alerts_carry_routing_labels_and_runbooks(catalogue):
-    for service in catalogue.services:
-        for spec in prometheus.alerts(catalogue, service):
-            assert set(spec.labels) >= {"service", "kpi", "severity", "priority"}
-            assert spec.labels["severity"] in ("critical", "warning", "info")
-            assert spec.labels["priority"] in PRIORITIES
-            assert spec.annotations["runbook_url"].startswith(catalogue.routing.runbook_base_url + service.playbook)
+def test_alerts_carry_routing_labels_and_runbooks(resolved):
+    for service in resolved.services:
+        for alert in service.alerts:
+            assert set(alert.labels) >= {"service", "kpi", "severity", "priority"}
+            assert alert.labels["severity"] in ("critical", "warning", "info")
+            assert alert.labels["priority"] in PRIORITIES
+            assert alert.rule()["annotations"]["runbook_url"].startswith(resolved.routing.runbook_base_url + service.playbook)
 
 
 # --- the playbooks' numbers -----------------------------------------------------------------------
@@ -221,25 +230,29 @@ PLAYBOOK_KPIS = {
 }
 
 
-def test_catalogue_covers_the_playbooks(catalogue):
-    kpis = {(s.id, k.id): k for s in catalogue.services for k in s.kpis}
+def test_catalogue_covers_the_playbooks(resolved):
+    kpis = {(s.id, k.id): k for s in resolved.services for k in s.kpis}
     for (service, kpi, tier), threshold in PLAYBOOK_THRESHOLDS.items():
-        assert getattr(kpis[(service, kpi)], tier).threshold == pytest.approx(threshold), (service, kpi, tier)
+        assert kpis[(service, kpi)].tier(tier).threshold == pytest.approx(threshold), (service, kpi, tier)
     for service, ids in PLAYBOOK_KPIS.items():
         assert ids <= {k for s, k in kpis if s == service}, service
-    gallery = catalogue.service("universal-gallery")
-    assert gallery.kpis[0].burn_rate and [w.name for w in gallery.maintenance] == ["weekly", "monthly"]
-    assert kpis[("vedfolnir", "cpu")].warning.for_ == 300
+    gallery = resolved.service("universal-gallery")
+    assert gallery.kpis[0].burn_rate and [w.name for w in gallery.maintenance] == ["universal-gallery-weekly",
+                                                                                 "universal-gallery-monthly"]
+    assert kpis[("vedfolnir", "cpu")].tier("warning").for_ == 300
     for kpi in kpis.values():
         assert kpi.alertable or kpi.not_alertable_reason
 
 
-def test_provenance_names_real_playbook_sections(catalogue):
+def test_provenance_names_real_playbook_sections(resolved):
     if not SEEDS.is_dir():
         pytest.skip(f"the playbooks are not next to the repository ({SEEDS})")
-    for service in catalogue.services:
-        text = (SEEDS / service.playbook).read_text(encoding="utf-8")
-        headings = {line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")}
+    def headings(playbook: str) -> set[str]:
+        text = (SEEDS / playbook).read_text(encoding="utf-8")
+        return {line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")}
+
+    for service in resolved.services:
         for kpi in service.kpis:
-            for source in {kpi.tier_source(t).section for t in (None, "target", "warning", "critical")}:
-                assert source in headings, f"{service.id}/{kpi.id}: no heading {source!r} in {service.playbook}"
+            for source in {kpi.source, *(t.source for t in kpi.tiers)}:
+                assert source.section in headings(source.playbook), \
+                    f"{service.id}/{kpi.id}: no heading {source.section!r} in {source.playbook}"

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from stackprobe.rules import cli
-from stackprobe.rules.catalogue import DEFAULT_DIRECTORY
+from stackprobe.rules.spec import DEFAULT_DIRECTORY
 
 GOOD_KPI = """\
   - id: cache_hit_ratio

@@ -11,26 +11,23 @@ a run without and with the service's series. Inputs are constant, so every windo
 from __future__ import annotations
 
 import re
-from string import Template
 from typing import Any
 
 from stackprobe.configsource import format_duration
 
-from .catalogue import Catalogue, FixtureSeries, Indicator, KPI, Service, evaluate
-from .prometheus import HEADER, INDICATORS_FILE, OUT_DIR, AlertSpec, alerts, dump, format_value, number, service_file
+from ..fixture import evaluate
+from ..model import KPI, Alert, Indicator, Model, Service
+from ..promql import matchers, number, selector
+from ..spec import FixtureSeries
+from .files import HEADER, INDICATORS_FILE, TEST_STEP, dump, service_file, test_file
 
-STEP = 60  # seconds between input samples and between rule evaluations
+STEP = TEST_STEP  # seconds between input samples and between rule evaluations
 #: Indicators compared with last week need a week of input: sampled every 4 minutes instead,
 #: in a test file of their own (promtool's evaluation interval is per file). It must stay under
 #: the 5m lookback: promtool evaluates rule groups in random order, so an alert may read the
 #: recorded series of the previous evaluation.
 SLOW_STEP = 240
 MARGIN = 0.05  # how far past / inside a threshold the test values are (relative)
-
-
-def test_file(service: Service, step: int = STEP) -> str:
-    suffix = "" if step == STEP else f".every{format_duration(step)}"
-    return f"{OUT_DIR}/tests/{service.id}{suffix}.test.yml"
 
 
 # --- test values ------------------------------------------------------------------------------
@@ -60,7 +57,8 @@ def _parse_series(text: str) -> tuple[str, dict[str, str]]:
 
 
 def _series(name: str, labels: dict[str, str]) -> str:
-    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    """promtool's series notation: labels sorted, no spaces."""
+    return selector(name, matchers(dict(sorted(labels.items()))), sep=",")
 
 
 def _values(fx: FixtureSeries, v: float, samples: int, shift: int, step: int) -> str:
@@ -95,45 +93,32 @@ def step_of(indicator: Indicator | None) -> int:
     return SLOW_STEP if indicator is not None and (indicator.fixture_shift or 0) >= 86400 else STEP
 
 
-def inputs(cat: Catalogue, service: Service, kpi: KPI, indicator: Indicator, v: float,
-           samples: int) -> tuple[list[dict[str, str]], dict[str, str]]:
-    """Input series making the indicator equal v for this service/KPI, and the recorded series' labels."""
-    params = cat.params(indicator, service)
-    base = {"service": service.id, "target": f"{service.id}-1"} if indicator.provider == "stackprobe" \
-        else dict(service.binding(indicator.provider).match)
+def inputs(kpi: KPI, indicator: Indicator, v: float, samples: int) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """Input series making the indicator equal v for this KPI, and the recorded series' labels."""
+    base = {"service": kpi.service, "target": f"{kpi.service}-1"} if indicator.provider == "stackprobe" \
+        else dict(indicator.match)
     step = step_of(indicator)
     shift = int((indicator.fixture_shift or 0) // step)
     out: list[dict[str, str]] = []
     recorded: dict[str, str] = {}
     for fx in indicator.fixture:
-        name, own = _parse_series(Template(fx.series).substitute(params))
+        name, own = _parse_series(fx.series)
         labels = {**base, **own, **kpi.match}
         recorded.update({k: val for k, val in labels.items() if k in indicator.labels})
         if fx.quantile is not None:
             out += _histogram(name, labels, fx.quantile, v, samples, step)
         else:
             out.append({"series": _series(name, labels), "values": _values(fx, v, samples, shift, step)})
-    recorded["service"] = service.id
+    recorded["service"] = kpi.service
     return out, recorded
 
 
-# --- expected annotations -----------------------------------------------------------------------
+# --- expected alerts ------------------------------------------------------------------------------
 
-_LABEL_REF = re.compile(r"\{\{ \$labels\.([a-zA-Z_][a-zA-Z0-9_]*) \}\}")
-
-
-def render(template: str, labels: dict[str, str], value_template: str, value_text: str) -> str:
-    """The annotation Prometheus will produce: labels substituted, the $value pipeline formatted."""
-    text = template.replace(value_template, value_text) if value_template else template
-    return _LABEL_REF.sub(lambda m: labels.get(m.group(1), "<no value>"), text)
-
-
-def _expected(spec: AlertSpec, series_labels: dict[str, str], value_text: str) -> dict[str, Any]:
-    labels = {**series_labels, **spec.labels}
-    return {
-        "exp_labels": labels,
-        "exp_annotations": {k: render(t, labels, spec.value_template, value_text) for k, t in spec.annotations.items()},
-    }
+def _expected(alert: Alert, series_labels: dict[str, str], value: float | None = None) -> dict[str, Any]:
+    labels = {**series_labels, **alert.labels}
+    return {"exp_labels": labels,
+            "exp_annotations": {k: t.render(labels, value) for k, t in alert.annotations.items()}}
 
 
 def _steps(seconds: float, step: int) -> int:
@@ -146,85 +131,84 @@ def _at(steps: int, step: int) -> str:
 
 # --- test cases -----------------------------------------------------------------------------------
 
-def _threshold_cases(cat: Catalogue, spec: AlertSpec) -> list[dict[str, Any]]:
-    kpi, ind = spec.kpi, spec.indicator
-    assert kpi and ind and spec.threshold is not None
-    bad, ok = test_values(kpi, ind, spec.threshold)
+def _threshold_cases(alert: Alert) -> list[dict[str, Any]]:
+    kpi, ind, tier = alert.kpi, alert.indicator, alert.tier
+    assert kpi and ind and tier
+    bad, ok = test_values(kpi, ind, tier.threshold)
     step = step_of(ind)
     interval = format_duration(step)
     shift = _steps(ind.fixture_shift or 0, step)
-    held = _steps(spec.for_, step)
+    held = _steps(alert.for_, step)
     # The recorded value is v once the indicator's own window is past the shift; then `for` runs.
     fire_at = shift + _steps(ind.window or 0, step) + held + 2
     samples = fire_at + 1
     cases = []
-    series, recorded = inputs(cat, spec.service, kpi, ind, bad, samples)
+    series, recorded = inputs(kpi, ind, bad, samples)
     checks: list[dict[str, Any]] = []
     if held >= 2:  # still pending: not yet `for` since the value could first have crossed
-        checks.append({"eval_time": _at(shift + held - 1, step), "alertname": spec.name, "exp_alerts": []})
-    checks.append({"eval_time": _at(fire_at, step), "alertname": spec.name,
-                   "exp_alerts": [_expected(spec, recorded, format_value(ind.unit, bad))]})
-    cases.append({"name": f"{spec.name}: {format_value(ind.unit, bad)} fires after {format_duration(spec.for_) if spec.for_ else '0s'}",
+        checks.append({"eval_time": _at(shift + held - 1, step), "alertname": alert.name, "exp_alerts": []})
+    checks.append({"eval_time": _at(fire_at, step), "alertname": alert.name,
+                   "exp_alerts": [_expected(alert, recorded, bad)]})
+    cases.append({"name": f"{alert.name}: {ind.format(bad)} fires after {format_duration(alert.for_) if alert.for_ else '0s'}",
                   "interval": interval, "input_series": series, "alert_rule_test": checks})
-    series, _ = inputs(cat, spec.service, kpi, ind, ok, samples)
-    cases.append({"name": f"{spec.name}: {format_value(ind.unit, ok)} stays inside the threshold",
+    series, _ = inputs(kpi, ind, ok, samples)
+    cases.append({"name": f"{alert.name}: {ind.format(ok)} stays inside the threshold",
                   "interval": interval, "input_series": series,
-                  "alert_rule_test": [{"eval_time": _at(fire_at, step), "alertname": spec.name, "exp_alerts": []}]})
+                  "alert_rule_test": [{"eval_time": _at(fire_at, step), "alertname": alert.name, "exp_alerts": []}]})
     return cases
 
 
-def _burn_rate_cases(cat: Catalogue, spec: AlertSpec) -> list[dict[str, Any]]:
-    kpi, ind = spec.kpi, spec.indicator
-    assert kpi and ind and spec.burn and spec.threshold is not None
-    long, short, factor = spec.burn
-    budget = 1 - spec.threshold
+def _burn_rate_cases(alert: Alert) -> list[dict[str, Any]]:
+    kpi, ind, tier, burn_window = alert.kpi, alert.indicator, alert.tier, alert.burn
+    assert kpi and ind and tier and burn_window
+    budget = 1 - tier.threshold
     at = 10  # minutes; the inputs are constant, so every window's average is the same
     cases = []
-    for label, burn in (("fires", factor * (1 + 2 * MARGIN)), ("stays quiet", factor * (1 - 2 * MARGIN))):
-        series, recorded = inputs(cat, spec.service, kpi, ind, 1 - burn * budget, at + 1)
-        expected = [_expected(spec, recorded, f"{burn:.1f}")] if label == "fires" else []
-        cases.append({"name": f"{spec.name}: burning {burn:.2f}x the budget {label}", "interval": format_duration(STEP),
+    for label, burn in (("fires", burn_window.factor * (1 + 2 * MARGIN)), ("stays quiet", burn_window.factor * (1 - 2 * MARGIN))):
+        series, recorded = inputs(kpi, ind, 1 - burn * budget, at + 1)
+        expected = [_expected(alert, recorded, burn)] if label == "fires" else []
+        cases.append({"name": f"{alert.name}: burning {burn:.2f}x the budget {label}", "interval": format_duration(STEP),
                       "input_series": series,
-                      "alert_rule_test": [{"eval_time": _at(at, STEP), "alertname": spec.name, "exp_alerts": expected}]})
+                      "alert_rule_test": [{"eval_time": _at(at, STEP), "alertname": alert.name, "exp_alerts": expected}]})
     return cases
 
 
-def _absent_cases(spec: AlertSpec) -> list[dict[str, Any]]:
-    fire_at = _steps(spec.for_, STEP) + 2
+def _absent_cases(alert: Alert) -> list[dict[str, Any]]:
+    fire_at = _steps(alert.for_, STEP) + 2
     values = f"1+0x{fire_at}"
     other = {"series": _series("stackprobe_probe_success", {"service": "some-other-service", "target": "t",
                                                                "prober": "http"}), "values": values}
-    own = {"series": _series("stackprobe_probe_success", {"service": spec.service.id, "target": f"{spec.service.id}-1",
+    own = {"series": _series("stackprobe_probe_success", {"service": alert.service, "target": f"{alert.service}-1",
                                                           "prober": "http"}), "values": values}
-    expected = {"exp_labels": dict(spec.labels), "exp_annotations": dict(spec.annotations)}
+    expected = _expected(alert, {})
     return [
-        {"name": f"{spec.name}: no series of the service fires", "interval": format_duration(STEP), "input_series": [other],
-         "alert_rule_test": [{"eval_time": _at(fire_at, STEP), "alertname": spec.name, "exp_alerts": [expected]}]},
-        {"name": f"{spec.name}: reporting targets keep it quiet", "interval": format_duration(STEP), "input_series": [own, other],
-         "alert_rule_test": [{"eval_time": _at(fire_at, STEP), "alertname": spec.name, "exp_alerts": []}]},
+        {"name": f"{alert.name}: no series of the service fires", "interval": format_duration(STEP), "input_series": [other],
+         "alert_rule_test": [{"eval_time": _at(fire_at, STEP), "alertname": alert.name, "exp_alerts": [expected]}]},
+        {"name": f"{alert.name}: reporting targets keep it quiet", "interval": format_duration(STEP), "input_series": [own, other],
+         "alert_rule_test": [{"eval_time": _at(fire_at, STEP), "alertname": alert.name, "exp_alerts": []}]},
     ]
 
 
-def cases(cat: Catalogue, service: Service) -> dict[int, list[dict[str, Any]]]:
+def cases(service: Service) -> dict[int, list[dict[str, Any]]]:
     """The service's test cases by evaluation step (seconds)."""
     out: dict[int, list[dict[str, Any]]] = {}
-    for spec in alerts(cat, service):
-        if spec.kind == "threshold":
-            new = _threshold_cases(cat, spec)
-        elif spec.kind == "burn_rate":
-            new = _burn_rate_cases(cat, spec)
+    for alert in service.alerts:
+        if alert.kind == "threshold":
+            new = _threshold_cases(alert)
+        elif alert.kind == "burn_rate":
+            new = _burn_rate_cases(alert)
         else:
-            new = _absent_cases(spec)
-        out.setdefault(step_of(spec.indicator) if spec.kind == "threshold" else STEP, []).extend(new)
+            new = _absent_cases(alert)
+        out.setdefault(step_of(alert.indicator) if alert.kind == "threshold" else STEP, []).extend(new)
     return out
 
 
-def emit(cat: Catalogue) -> dict[str, str]:
+def emit(model: Model) -> dict[str, str]:
     out = {}
-    for service in cat.services:
+    for service in model.services:
         # Paths are relative to the test file.
-        rule_files = [f"../{INDICATORS_FILE.rsplit('/', 1)[1]}", f"../{service_file(service).rsplit('/', 1)[1]}"]
-        for step, tests in sorted(cases(cat, service).items()):
+        rule_files = [f"../{INDICATORS_FILE.rsplit('/', 1)[1]}", f"../{service_file(service.id).rsplit('/', 1)[1]}"]
+        for step, tests in sorted(cases(service).items()):
             doc = {"rule_files": rule_files, "evaluation_interval": format_duration(step), "tests": tests}
-            out[test_file(service, step)] = HEADER + dump(doc)
+            out[test_file(service.id, step)] = HEADER + dump(doc)
     return out

@@ -1,9 +1,8 @@
-"""The KPI catalogue: one reviewed YAML per service, compiled into every Prometheus/Alertmanager output.
+"""The catalogue as written: pydantic models of the YAML files, loading, and validation.
 
-API stable. (`load_catalogue`, `Catalogue`, `Service`, `KPI`, `Tier`, `Indicator`, `Routing`: names
-and fields below only grow; the dashboards generator builds on them.)
-
-Files, all validated with file:line:field errors (`stackprobe.configsource`):
+First step of the generator (spec -> rules/model.py -> rules/emit/, grafana/). Nothing here is
+derived or formatted for an output: that is the resolved model's job. Files, all validated with
+`file:line: field: message` errors (`stackprobe.configsource`):
 
     rules/indicators.yaml          the indicator library: PromQL of each indicator, defined once
     rules/catalogue/routing.yaml   priorities, receivers (secrets read from files), business hours
@@ -12,23 +11,19 @@ Files, all validated with file:line:field errors (`stackprobe.configsource`):
 A directory given to `load_catalogue` may hold its own `indicators.yaml` and `routing.yaml`;
 whichever it lacks comes from the package (so a test catalogue can replace only the routing).
 
-Conventions the data follows (and the emitters rely on):
+Conventions the data follows (and the model relies on):
 - A threshold is in the indicator's unit; `percentunit` thresholds are ratios (write `99.9%` or 0.999).
 - `comparison` names the *bad* direction: `above` fires when the value exceeds the threshold.
-- Tier severities: critical -> `critical`, warning -> `warning`, target -> `info`. Priorities:
-  a tier's own `priority`, else the KPI's for critical and warning tiers, else P3 for the target tier
-  (an objective is reported in the low-noise weekly summary, never paged).
 - `burn_rate: true` turns the target tier into the SRE workbook's multiwindow multi-burn-rate
   alerts (the target threshold is the objective) instead of an info alert.
 """
 
 from __future__ import annotations
 
-import ast
-import operator
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,6 +41,8 @@ from stackprobe.configsource import (
     validate,
 )
 
+from .fixture import evaluate
+
 Priority = Literal["P0", "P1", "P2", "P3"]
 PRIORITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
 Comparison = Literal["above", "below"]
@@ -55,21 +52,11 @@ ExternalProvider = Literal["node_exporter", "application"]
 Unit = Literal["percentunit", "s", "bytes", "short", "d", "reqps"]
 TierName = Literal["target", "warning", "critical"]
 TIERS: tuple[str, ...] = ("target", "warning", "critical")
-#: Alert `severity` label of each tier.
-SEVERITY: dict[str, str] = {"critical": "critical", "warning": "warning", "target": "info"}
 
 ID = r"^[a-z][a-z0-9_]*$"
 SERVICE_ID = r"^[a-z][a-z0-9-]*$"
 RECORD = r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+$"
 LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-
-#: The SRE workbook's multiwindow pairs: (long window, short window, burn-rate factor, severity).
-BURN_RATE_WINDOWS: tuple[tuple[str, str, float, str], ...] = (
-    ("1h", "5m", 14.4, "critical"),
-    ("6h", "30m", 6.0, "critical"),
-    ("1d", "2h", 3.0, "warning"),
-    ("3d", "6h", 1.0, "warning"),
-)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_DIRECTORY = PACKAGE_DIR / "catalogue"
@@ -103,7 +90,7 @@ Threshold = Annotated[float, BeforeValidator(_threshold)]
 class FixtureSeries(StrictModel):
     """One input series of the generated promtool tests, as a function of the indicator value `v`.
 
-    Exactly one of the kinds is set; each is an arithmetic expression in `v`:
+    Exactly one of the kinds is set; each is an arithmetic expression in `v` (rules/fixture.py):
     `gauge` (a constant value), `counter` (a counter growing this much per second),
     `clock` (a Unix-time gauge this many seconds from the evaluation time; negative = past),
     `quantile` (a histogram whose `quantile`-th quantile equals v; the series name is the family).
@@ -135,16 +122,9 @@ class Indicator(StrictModel):
     fixture: list[FixtureSeries] = Field(min_length=1)
     fixture_shift: Duration | None = None
 
-    def render(self, params: Mapping[str, str], match: Mapping[str, str]) -> str:
-        """The expr with ${param} and ${match} substituted (stackprobe exprs have none)."""
-        return _substitute(self.expr, params, match)
 
-    def metric_names(self, params: Mapping[str, str]) -> list[str]:
-        return [_substitute(m, params, {}) for m in self.metrics]
-
-
-def _substitute(text: str, params: Mapping[str, str], match: Mapping[str, str]) -> str:
-    values = dict(params, match=", ".join(f'{k}="{v}"' for k, v in sorted(match.items())))
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """`${name}` placeholders of an indicator replaced (KeyError/ValueError when one is unknown)."""
     return string.Template(text).substitute(values)
 
 
@@ -189,7 +169,7 @@ class TimeInterval(StrictModel):
 
 
 class Source(StrictModel):
-    """Provenance: the playbook file and the section heading a value came from."""
+    """Provenance: the playbook file (default: the service's) and the section heading a value came from."""
 
     playbook: str = ""
     section: str
@@ -213,10 +193,6 @@ class PriorityPolicy(StrictModel):
     active_time_intervals: list[str] = []
     description: str
     source: list[SourceField] = []
-
-    @property
-    def repeat(self) -> float:
-        return self.repeat_interval or self.response_time
 
 
 class Routing(StrictModel):
@@ -254,7 +230,6 @@ class KPI(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     id: str = Field(pattern=ID)
-    service: str = ""
     title: str
     description: str
     indicator: str | None = None
@@ -275,34 +250,10 @@ class KPI(StrictModel):
     #: the fast pairs (1 h, 6 h) page with the KPI's priority.
     burn_rate_ticket_priority: Priority = "P2"
     notes: str = ""
-    runbook_base_url: str = ""
 
     def tiers(self) -> list[tuple[str, Tier]]:
         """The tiers that are set, mildest first."""
         return [(name, t) for name in TIERS if (t := getattr(self, name)) is not None]
-
-    def alert_tiers(self) -> list[tuple[str, Tier]]:
-        """Tiers that become threshold alerts (a burn-rate target tier becomes burn-rate alerts)."""
-        if not self.alertable:
-            return []
-        return [(n, t) for n, t in self.tiers() if not (n == "target" and self.burn_rate)]
-
-    def tier_priority(self, tier: str) -> str:
-        t: Tier = getattr(self, tier)
-        return t.priority or ("P3" if tier == "target" else self.priority)
-
-    def alert_name(self, tier: str) -> str:
-        """`PortfolioLatencyP95Critical`; `tier` may also be a burn-rate suffix like `BurnRate1h`."""
-        return camel(self.service) + camel(self.id) + camel(tier)
-
-    def tier_source(self, tier: str | None = None) -> Source:
-        t: Tier | None = getattr(self, tier) if tier in TIERS else None
-        return t.source if t is not None and t.source is not None else self.source
-
-    def runbook_url(self, tier: str | None = None) -> str:
-        """Link to the playbook section the KPI (or the tier's number) came from."""
-        src = self.tier_source(tier)
-        return f"{self.runbook_base_url}{src.playbook}#{anchor(src.section)}"
 
 
 class ExporterBinding(StrictModel):
@@ -343,87 +294,31 @@ class Service(StrictModel):
     absent: AbsentAlert = AbsentAlert()
     kpis: list[KPI]
 
-    def binding(self, provider: str) -> ExporterBinding:
-        """The service's binding for an exporter; stackprobe's series carry the `service` label."""
-        if provider == "stackprobe" or provider not in self.exporters:
-            return ExporterBinding(match={"service": self.id})
-        return self.exporters[provider]  # type: ignore[index]
 
-    def alertable_kpis(self) -> list[KPI]:
-        return [k for k in self.kpis if k.alertable]
+@dataclass(frozen=True)
+class Where:
+    """A place in a catalogue file, for errors found after loading (in a generated output)."""
 
-    def mute_interval_name(self, window: MaintenanceWindow) -> str:
-        return f"{self.id}-{window.name}"
+    path: Path
+    line: int | None
+    field: str
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(self.path, [(self.line, self.field, message)])
 
 
-class Catalogue(StrictModel):
-    """Every service, the indicator library and the routing, validated together."""
+@dataclass(frozen=True)
+class Catalogue:
+    """Every service, the indicator library and the routing, validated together, as written.
+
+    `where` locates each indicator (`("indicator", id)`), KPI (`("kpi", service, id)`), service
+    (`("service", id)`) and the routing (`("routing",)`) in its file.
+    """
 
     services: list[Service]
     indicators: dict[str, Indicator]
     routing: Routing
-
-    def service(self, service_id: str) -> Service:
-        return next(s for s in self.services if s.id == service_id)
-
-    def indicator_of(self, kpi: KPI) -> Indicator:
-        assert kpi.indicator is not None, f"{kpi.service}/{kpi.id} has no indicator"
-        return self.indicators[kpi.indicator]
-
-    def params(self, indicator: Indicator, service: Service) -> dict[str, str]:
-        return dict(indicator.params, **service.binding(indicator.provider).params)
-
-    def expr(self, indicator: Indicator, service: Service) -> str:
-        """The indicator's PromQL for one service (external providers are per service)."""
-        b = service.binding(indicator.provider)
-        return indicator.render(self.params(indicator, service), b.match)
-
-    def metric_names(self, indicator: Indicator, service: Service | None = None) -> list[str]:
-        params = self.params(indicator, service) if service else dict(indicator.params)
-        return indicator.metric_names(params)
-
-    def used_indicators(self, service: Service) -> list[Indicator]:
-        """Indicators the service's KPIs read, in library order."""
-        used = {k.indicator for k in service.kpis if k.indicator}
-        return [i for i in self.indicators.values() if i.id in used]
-
-
-def camel(text: str) -> str:
-    """`universal-gallery` -> `UniversalGallery`, `latency_p95` -> `LatencyP95`."""
-    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[-_\s]+", text) if p)
-
-
-def anchor(heading: str) -> str:
-    """GitHub's anchor for a Markdown heading: lowercase, punctuation dropped, spaces to dashes."""
-    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return slug.replace(" ", "-")
-
-
-# --------------------------------------------------------------------------------------------
-# Arithmetic in `v` (fixture expressions), without eval()
-# --------------------------------------------------------------------------------------------
-
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.USub: operator.neg, ast.UAdd: operator.pos}
-
-
-def evaluate(expr: str, v: float) -> float:
-    """Evaluate `1 - v`, `v * 86400`, ...: numbers, `v`, + - * / and parentheses only."""
-
-    def ev(node: ast.AST) -> float:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return float(node.value)
-        if isinstance(node, ast.Name) and node.id == "v":
-            return v
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](ev(node.operand))
-        raise ValueError(f"only numbers, v, + - * / and parentheses are allowed in {expr!r}")
-
-    return ev(ast.parse(expr, mode="eval"))
+    where: Mapping[tuple[str, ...], Where]
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,6 +338,9 @@ class _Problems:
     def add(self, loc: Loc, message: str) -> None:
         self.items.append((line_of(loc, self.marks), field_name(loc), message))
 
+    def where(self, loc: Loc) -> Where:
+        return Where(self.path, line_of(loc, self.marks), field_name(loc))
+
     def raise_if_any(self) -> None:
         if self.items:
             raise ConfigError(self.path, self.items)
@@ -456,9 +354,9 @@ def _pick(directory: Path, name: str) -> Path:
 def load_catalogue(directory: Path | None = None) -> Catalogue:
     """Load and cross-check a catalogue directory; any mistake raises ConfigError (file:line: field)."""
     directory = Path(directory) if directory is not None else DEFAULT_DIRECTORY
-    indicators = _load_indicators(_pick(directory, INDICATORS_FILE))
-    routing_path = _pick(directory, ROUTING_FILE)
-    routing = _load_routing(routing_path)
+    where: dict[tuple[str, ...], Where] = {}
+    indicators = _load_indicators(_pick(directory, INDICATORS_FILE), where)
+    routing = _load_routing(_pick(directory, ROUTING_FILE), where)
     files = sorted(p for p in directory.glob("*.yaml") if p.name not in (INDICATORS_FILE, ROUTING_FILE))
     if not files:
         raise ConfigError(directory, [(None, "", "no service files (*.yaml) in the catalogue directory")])
@@ -471,12 +369,16 @@ def load_catalogue(directory: Path | None = None) -> Catalogue:
         if service.id in first_file:
             problems.add(("id",), f"duplicate service id {service.id!r} (also in {first_file[service.id]})")
         first_file.setdefault(service.id, path)
-        services.append(_check_service(service, indicators, routing, problems))
+        _check_service(service, indicators, problems)
         problems.raise_if_any()
-    return Catalogue(services=services, indicators=indicators, routing=routing)
+        where[("service", service.id)] = problems.where(("id",))
+        for i, kpi in enumerate(service.kpis):
+            where[("kpi", service.id, kpi.id)] = problems.where(("kpis", i))
+        services.append(service)
+    return Catalogue(services=services, indicators=indicators, routing=routing, where=where)
 
 
-def _load_indicators(path: Path) -> dict[str, Indicator]:
+def _load_indicators(path: Path, where: dict[tuple[str, ...], Where]) -> dict[str, Indicator]:
     data, marks = load_yaml(path)
     model = validate(IndicatorFile, data, path, marks)
     problems = _Problems(path, marks)
@@ -493,8 +395,9 @@ def _load_indicators(path: Path) -> dict[str, Indicator]:
         if ind.provider != "stackprobe" and "${match}" not in ind.expr:
             problems.add(loc + ("expr",), "external indicators must select the service's series with ${match}")
         try:
-            ind.render(ind.params, {})
-            ind.metric_names(ind.params)
+            substitute(ind.expr, dict(ind.params, match=""))
+            for m in ind.metrics:
+                substitute(m, ind.params)
         except (KeyError, ValueError) as e:
             problems.add(loc + ("expr",), f"unknown or malformed placeholder {e}")
         if ind.record in records:
@@ -511,11 +414,12 @@ def _load_indicators(path: Path) -> dict[str, Indicator]:
                     except (ValueError, SyntaxError) as err:
                         problems.add(loc + ("fixture", j, k), str(err))
         out[iid] = ind.model_copy(update={"id": iid})
+        where[("indicator", iid)] = problems.where(loc + ("expr",))
     problems.raise_if_any()
     return out
 
 
-def _load_routing(path: Path) -> Routing:
+def _load_routing(path: Path, where: dict[tuple[str, ...], Where]) -> Routing:
     data, marks = load_yaml(path)
     routing = validate(Routing, data, path, marks)
     problems = _Problems(path, marks)
@@ -529,38 +433,24 @@ def _load_routing(path: Path) -> Routing:
             if name not in routing.time_intervals:
                 problems.add(("priorities", p, "active_time_intervals", j), f"unknown time interval {name!r}")
     problems.raise_if_any()
+    where[("routing",)] = problems.where(("receivers",))
     return routing
 
 
-def _check_service(service: Service, indicators: dict[str, Indicator], routing: Routing, problems: _Problems) -> Service:
-    """Cross-checks pydantic cannot do alone; returns the service with provenance filled in."""
+def _check_service(service: Service, indicators: dict[str, Indicator], problems: _Problems) -> None:
+    """Cross-checks pydantic cannot do alone."""
     for provider, binding in service.exporters.items():
         known = {p for i in indicators.values() if i.provider == provider for p in i.params}
         for name in binding.params:
             if name not in known:
                 problems.add(("exporters", provider, "params", name), f"no {provider} indicator has a parameter {name!r}")
     seen: dict[str, int] = {}
-    kpis: list[KPI] = []
     for i, kpi in enumerate(service.kpis):
         loc: Loc = ("kpis", i)
         if kpi.id in seen:
             problems.add(loc + ("id",), f"duplicate KPI id {kpi.id!r} (first at kpis[{seen[kpi.id]}])")
         seen.setdefault(kpi.id, i)
         _check_kpi(kpi, indicators, loc, problems)
-        update: dict[str, Any] = {"service": service.id, "source": _with_playbook(kpi.source, service),
-                                  "runbook_base_url": routing.runbook_base_url}
-        for name, tier in kpi.tiers():  # tiers carry their resolved `for` and playbook
-            tier_update: dict[str, Any] = {"for_": resolved_for(kpi, tier)}
-            if tier.source is not None:
-                tier_update["source"] = _with_playbook(tier.source, service)
-            update[name] = tier.model_copy(update=tier_update)
-        kpis.append(kpi.model_copy(update=update))
-    windows = [w.model_copy(update={"source": _with_playbook(w.source, service)}) for w in service.maintenance]
-    return service.model_copy(update={"kpis": kpis, "maintenance": windows})
-
-
-def _with_playbook(source: Source, service: Service) -> Source:
-    return source if source.playbook else source.model_copy(update={"playbook": service.playbook})
 
 
 def _check_kpi(kpi: KPI, indicators: dict[str, Indicator], loc: Loc, problems: _Problems) -> None:
@@ -588,7 +478,7 @@ def _check_kpi(kpi: KPI, indicators: dict[str, Indicator], loc: Loc, problems: _
         problems.add(loc + ("comparison",), "an alertable KPI needs a comparison (above or below)")
         return
     tiers = kpi.tiers()
-    if not kpi.alert_tiers() and not kpi.burn_rate:
+    if not tiers and not kpi.burn_rate:
         problems.add(loc, "an alertable KPI needs at least one tier (target, warning or critical)")
     for name, tier in tiers:
         if ind.unit == "percentunit" and not 0 <= tier.threshold <= 1:
@@ -608,9 +498,3 @@ def _check_kpi(kpi: KPI, indicators: dict[str, Indicator], loc: Loc, problems: _
             problems.add(loc + ("burn_rate",), "burn-rate alerts need a target tier (the objective)")
         elif ind.unit != "percentunit" or kpi.comparison != "below" or not 0 < kpi.target.threshold < 1:
             problems.add(loc + ("burn_rate",), "burn-rate alerts need a ratio objective below 100% (comparison: below)")
-
-
-def resolved_for(kpi: KPI, tier: Tier) -> float:
-    """The tier's `for`, else the KPI's (the loader guarantees one is set for alert tiers)."""
-    value = tier.for_ if tier.for_ is not None else kpi.for_
-    return 0.0 if value is None else value
