@@ -113,10 +113,12 @@ def stat_panel(
     decimals: int | None = None,
     mappings: list[dash_m.ValueMapping] | None = None,
     links: Sequence[dash_b.DashboardLink] = (),
+    name_overrides: Sequence[tuple[str, list[dash_m.DynamicConfigValue]]] = (),
     width: int = 4,
     height: int = 4,
 ) -> stat.Panel:
-    """The latest value per series, its background coloured by the threshold steps."""
+    """The latest value per series, its background coloured by the threshold steps
+    (`name_overrides`: field config for the series whose name matches a regexp)."""
     p = (
         stat.Panel()
         .title(title)
@@ -138,6 +140,8 @@ def stat_panel(
         p = p.mappings(mappings)
     if links:
         p = p.links(list(links))
+    for regexp, props in name_overrides:
+        p = p.override_by_regexp(regexp, props)
     return p
 
 

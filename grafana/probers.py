@@ -1,8 +1,11 @@
 """One dashboard per prober: everything that prober exports, for drilling into a target.
 
-They read the raw `stackprobe_*` families of exporter/metrics.py and need no catalogue; the
-thresholds they draw are the playbooks' generic ones (24 h backups, 30/14/7 certificate days,
-80 % connections). The per-service overviews (services.py) carry the catalogue's own tiers.
+They read the raw `stackprobe_*` families of exporter/metrics.py. Where a panel shows the
+quantity of an indicator (connections used, Redis memory, backup age and size ratio,
+certificate days left), its colours come from the alerts' own tiers in the resolved model
+(thresholds.py): a stat colours each target by its service's tiers (series named
+`<service> / <target>`), graphs and tables, which mix services, draw only the tiers every
+service alerts on. Panels without an alert behind them are not coloured as good or bad.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from collections.abc import Callable
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import dashboard as dash_m
 
+from stackprobe.rules.model import Model
+
 from .panels import (
     AMBER,
     BOOLEAN_OK,
     GREEN,
     RED,
-    YELLOW,
     Item,
     Step,
     assemble,
@@ -31,15 +35,16 @@ from .panels import (
     uid,
     up_down,
 )
+from .thresholds import SERVICE_LEGEND, service_overrides, shared_limits, steps
 
 #: Series labels every per-target query keeps, and the legend that names a series by them.
 BY_TARGET = "service, target"
 LEGEND = "{{target}}"
 
-DAY = 86400.0
 
-#: The playbooks renew certificates 30 days ahead; 14 and 7 days left are the escalations.
-CERT_STEPS = (Step(None, RED), Step(7, AMBER), Step(14, YELLOW), Step(30, GREEN))
+def shared_steps(model: Model, indicator_id: str) -> tuple[Step, ...]:
+    """Steps for a view mixing services: the tiers all of them alert on."""
+    return steps(shared_limits(model, indicator_id))
 
 
 def scope(*matchers: str) -> str:
@@ -95,11 +100,7 @@ def _dashboard(prober: str, title: str, description: str, items: list[Item], *, 
 
 # --- MySQL -----------------------------------------------------------------------------------
 
-#: The playbooks' "database connection pool < 80%" check, and where it turns critical.
-CONNECTIONS_WARN, CONNECTIONS_CRIT = 0.8, 0.9
-
-
-def mysql() -> dash_m.Dashboard:
+def mysql(model: Model) -> dash_m.Dashboard:
     s = scope()
     tables = f"{BY_TARGET}, schema, table"
     data_index = scope('component=~"data|index"')
@@ -107,7 +108,6 @@ def mysql() -> dash_m.Dashboard:
     free_only = scope('component="free"')
     size = f"stackprobe_mysql_table_size_bytes{data_index}"
     all_sizes = f"stackprobe_mysql_table_size_bytes{s}"
-    conn_steps = (Step(None, GREEN), Step(CONNECTIONS_WARN, AMBER), Step(CONNECTIONS_CRIT, RED))
     return _dashboard(
         "mysql",
         "MySQL",
@@ -117,9 +117,9 @@ def mysql() -> dash_m.Dashboard:
             dash_b.Row("Server"),
             stat_panel("Server up", "1 if the server accepted the connection and answered.", [query(f"stackprobe_mysql_up{s}", LEGEND, instant=True)],
                        unit="none", steps=BOOLEAN_OK, mappings=up_down("UP", "DOWN")),
-            stat_panel("Connections used", "Threads_connected / max_connections (the playbooks' connection-pool check: below 80%).",
-                       [query(f"stackprobe_mysql_threads_connected{s} / stackprobe_mysql_max_connections{s}", LEGEND, instant=True)],
-                       unit="percentunit", decimals=1, steps=conn_steps),
+            stat_panel("Connections used", "Threads_connected / max_connections, coloured by the service's connection-pool alert tiers.",
+                       [query(f"stackprobe_mysql_threads_connected{s} / stackprobe_mysql_max_connections{s}", SERVICE_LEGEND, instant=True)],
+                       unit="percentunit", decimals=1, name_overrides=service_overrides(model, "mysql_connections_usage")),
             stat_panel("Slow queries (range)", "Queries slower than long_query_time over the dashboard's time range.",
                        [query(f"increase(stackprobe_mysql_slow_queries_total{s}[$__range])", LEGEND, instant=True)],
                        unit="short", decimals=0),
@@ -180,7 +180,7 @@ def mysql() -> dash_m.Dashboard:
 # --- Redis -----------------------------------------------------------------------------------
 
 
-def redis() -> dash_m.Dashboard:
+def redis(model: Model) -> dash_m.Dashboard:
     s = scope()
     hits = f"sum by ({BY_TARGET}) (rate(stackprobe_redis_keyspace_hits_total{s}[$__rate_interval]))"
     misses = f"sum by ({BY_TARGET}) (rate(stackprobe_redis_keyspace_misses_total{s}[$__rate_interval]))"
@@ -198,9 +198,10 @@ def redis() -> dash_m.Dashboard:
                        [query(f"stackprobe_redis_up{s}", LEGEND, instant=True)], unit="none", steps=BOOLEAN_OK, mappings=up_down("UP", "DOWN")),
             stat_panel("Hit ratio (range)", "keyspace_hits / (hits + misses) over the dashboard's time range.",
                        [query(f"{range_hits} / ({range_hits} + {range_misses})", LEGEND, instant=True)], unit="percentunit", decimals=1),
-            stat_panel("Memory used of maxmemory", "used_memory / maxmemory; absent when maxmemory is 0 (no limit).",
-                       [query(memory_ratio, LEGEND, instant=True)], unit="percentunit", decimals=1,
-                       steps=(Step(None, GREEN), Step(0.8, AMBER), Step(0.9, RED))),
+            stat_panel("Memory used of maxmemory", "used_memory / maxmemory (absent when maxmemory is 0, no limit), "
+                       "coloured by the service's memory alert tiers.",
+                       [query(memory_ratio, SERVICE_LEGEND, instant=True)], unit="percentunit", decimals=1,
+                       name_overrides=service_overrides(model, "redis_memory_usage")),
             stat_panel("Clients", "Connected clients, excluding replicas.",
                        [query(f"stackprobe_redis_connected_clients{s}", LEGEND, instant=True)], unit="short", decimals=0),
             stat_panel("PING", "Round-trip time of one PING.",
@@ -245,7 +246,7 @@ def redis() -> dash_m.Dashboard:
             dash_b.Row("Persistence and replication"),
             stat_panel("Last RDB save", "Time since the last successful RDB save.",
                        [query(f"time() - stackprobe_redis_rdb_last_save_timestamp_seconds{s}", LEGEND, instant=True)],
-                       unit="s", steps=(Step(None, GREEN), Step(DAY, RED))),
+                       unit="s"),
             stat_panel("Last bgsave", "1 if the last background RDB save succeeded.",
                        [query(f"stackprobe_redis_rdb_last_bgsave_success{s}", LEGEND, instant=True)], unit="none", steps=BOOLEAN_OK, mappings=up_down()),
             stat_panel("AOF enabled", "1 if append-only-file persistence is on.",
@@ -271,7 +272,7 @@ def redis() -> dash_m.Dashboard:
 QUANTILES = (0.5, 0.95, 0.99)
 
 
-def http() -> dash_m.Dashboard:
+def http(model: Model) -> dash_m.Dashboard:
     s = scope()
     http_only = scope('prober="http"')
     success = f"stackprobe_probe_success{http_only}"
@@ -291,9 +292,11 @@ def http() -> dash_m.Dashboard:
             stat_panel("Status code", "HTTP status of the last response (0 if none arrived).",
                        [query(f"stackprobe_http_status_code{s}", LEGEND, instant=True)], unit="none", decimals=0,
                        steps=(Step(None, RED), Step(200, GREEN), Step(400, AMBER), Step(500, RED))),
-            stat_panel("Certificate days left", "Days until the earliest NotAfter of the served chain (HTTPS only).",
-                       [query(f"(stackprobe_http_cert_earliest_not_after_timestamp_seconds{s} - time()) / 86400", LEGEND, instant=True)],
-                       unit="suffix: days", decimals=0, steps=CERT_STEPS, width=8),
+            stat_panel("Certificate days left", "Days until the earliest NotAfter of the served chain (HTTPS only), "
+                       "coloured by the service's certificate-expiry alert tiers.",
+                       [query(f"(stackprobe_http_cert_earliest_not_after_timestamp_seconds{s} - time()) / 86400", SERVICE_LEGEND,
+                              instant=True)],
+                       unit="suffix: days", decimals=0, width=8, name_overrides=service_overrides(model, "cert_days_left")),
             timeseries_panel("Availability", "Share of successful probes per interval.",
                              [query(f"avg_over_time({success}[$__rate_interval])", LEGEND)], unit="percentunit", width=24),
             dash_b.Row("Latency"),
@@ -323,38 +326,34 @@ def http() -> dash_m.Dashboard:
 
 # --- Backups ---------------------------------------------------------------------------------
 
-#: The playbooks' "backup completed within the last 24 h".
-BACKUP_MAX_AGE = DAY
-#: Newest file size / median of the previous ones outside this band looks like a broken backup.
-SIZE_RATIO_LOW, SIZE_RATIO_HIGH = 0.5, 2.0
-
-
-def backup() -> dash_m.Dashboard:
+def backup(model: Model) -> dash_m.Dashboard:
     s = scope()
     age = f"time() - stackprobe_backup_newest_timestamp_seconds{s}"
-    age_steps = (Step(None, GREEN), Step(BACKUP_MAX_AGE, RED))
-    ratio_steps = (Step(None, RED), Step(SIZE_RATIO_LOW, GREEN), Step(SIZE_RATIO_HIGH, RED))
     return _dashboard(
         "backup",
         "Backups",
-        "Backup files checked by stackprobe: age of the newest file against the 24 h line, size trend and size "
-        "ratio, integrity verification and retention.",
+        "Backup files checked by stackprobe: age of the newest file against the alerts' limits, size trend and "
+        "size ratio, integrity verification and retention.",
         [
             dash_b.Row("Freshness and integrity"),
-            stat_panel("Newest backup age", "Time since the newest backup file was written; red past 24 h.",
-                       [query(age, LEGEND, instant=True)], unit="s", steps=age_steps, width=8),
+            stat_panel("Newest backup age", "Time since the newest backup file was written, coloured by the service's "
+                       "backup-age alert tiers.",
+                       [query(age, SERVICE_LEGEND, instant=True)], unit="s", width=8, name_overrides=service_overrides(model, "backup_age")),
             stat_panel("Verified", "1 if the newest file passed its integrity check (gzip, tar or sha256).",
                        [query(f"stackprobe_backup_verify_success{s}", LEGEND, instant=True)], unit="none", steps=BOOLEAN_OK,
                        mappings=up_down("VERIFIED", "CORRUPT"), width=8),
-            stat_panel("Size ratio", "Newest file size / median of the previous ones; outside 0.5–2 suggests a broken or partial backup.",
-                       [query(f"stackprobe_backup_size_ratio{s}", LEGEND, instant=True)], unit="none", decimals=2, steps=ratio_steps, width=8),
-            timeseries_panel("Newest backup age", "Age of the newest file; the dashed line is the 24 h limit.",
-                             [query(age, LEGEND)], unit="s", steps=age_steps, width=24),
+            stat_panel("Size ratio", "Newest file size / median of the previous ones, coloured by the service's "
+                       "size-change alert tiers (a broken or partial backup).",
+                       [query(f"stackprobe_backup_size_ratio{s}", SERVICE_LEGEND, instant=True)], unit="none", decimals=2, width=8,
+                       name_overrides=service_overrides(model, "backup_size_ratio")),
+            timeseries_panel("Newest backup age", "Age of the newest file; dashed lines: the backup-age tiers every service alerts on.",
+                             [query(age, LEGEND)], unit="s", steps=shared_steps(model, "backup_age"), width=24),
             dash_b.Row("Size"),
             timeseries_panel("Newest file size", "Size of the newest backup file.",
                              [query(f"stackprobe_backup_newest_size_bytes{s}", LEGEND)], unit="bytes"),
-            timeseries_panel("Size ratio", "Newest / median of the previous files; dashed lines at 0.5 and 2.",
-                             [query(f"stackprobe_backup_size_ratio{s}", LEGEND)], unit="none", steps=ratio_steps),
+            timeseries_panel("Size ratio", "Newest / median of the previous files; dashed lines: the size-change tiers every "
+                             "service alerts on.",
+                             [query(f"stackprobe_backup_size_ratio{s}", LEGEND)], unit="none", steps=shared_steps(model, "backup_size_ratio")),
             timeseries_panel("Total size", "All matching backup files together.",
                              [query(f"stackprobe_backup_total_size_bytes{s}", LEGEND)], unit="bytes"),
             dash_b.Row("Retention"),
@@ -372,8 +371,9 @@ def backup() -> dash_m.Dashboard:
 
 # --- Certificates ----------------------------------------------------------------------------
 
-def cert() -> dash_m.Dashboard:
+def cert(model: Model) -> dash_m.Dashboard:
     s = scope()
+    days_steps = shared_steps(model, "cert_days_left")
     return _dashboard(
         "cert",
         "Certificates",
@@ -382,12 +382,13 @@ def cert() -> dash_m.Dashboard:
         [
             dash_b.Row("Expiry"),
             table_panel("Days left (soonest first)", "Every certificate found (leaf and chain) with the days until its NotAfter; "
-                        "yellow under 30, amber under 14, red under 7 days.",
+                        "coloured by the certificate-expiry tiers every service alerts on.",
                         query(f"(stackprobe_cert_not_after_timestamp_seconds{s} - time()) / 86400", instant=True, table_format=True),
-                        value_title="Days left", unit="suffix: days", decimals=1, steps=CERT_STEPS, sort_desc=False, width=24, height=10),
-            timeseries_panel("Earliest expiry per target", "Days until the earliest NotAfter of each target; dashed lines at 30, 14 and 7 days.",
+                        value_title="Days left", unit="suffix: days", decimals=1, steps=days_steps, sort_desc=False, width=24, height=10),
+            timeseries_panel("Earliest expiry per target", "Days until the earliest NotAfter of each target; dashed lines: the "
+                             "certificate-expiry tiers every service alerts on.",
                              [query(f"(stackprobe_cert_earliest_not_after_timestamp_seconds{s} - time()) / 86400", LEGEND)],
-                             unit="suffix: days", steps=CERT_STEPS, width=24),
+                             unit="suffix: days", steps=days_steps, width=24),
             dash_b.Row("Validity"),
             stat_panel("Chain verified", "1 if the chain verifies against the system or configured CAs.",
                        [query(f"stackprobe_cert_chain_verified{s}", "{{target}} {{source}}", instant=True)], unit="none",
@@ -402,7 +403,7 @@ def cert() -> dash_m.Dashboard:
 
 
 #: One builder per prober, keyed by prober name (the `prober` label of stackprobe's series).
-PROBER_DASHBOARDS: dict[str, Callable[[], dash_m.Dashboard]] = {
+PROBER_DASHBOARDS: dict[str, Callable[[Model], dash_m.Dashboard]] = {
     "mysql": mysql,
     "redis": redis,
     "http": http,

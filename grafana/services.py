@@ -8,7 +8,6 @@ by `gen-rules build`, so the dashboard cannot show a threshold the alerts do not
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -19,14 +18,8 @@ from stackprobe.rules.model import KPI, Indicator, Service
 from stackprobe.rules.promql import Matcher, number
 
 from .panels import (
-    AMBER,
-    GREEN,
-    NEUTRAL,
-    RED,
-    YELLOW,
     NEWLINE,
     Item,
-    Step,
     assemble,
     datasource_variable,
     label_variable,
@@ -38,6 +31,7 @@ from .panels import (
     timeseries_panel,
     uid,
 )
+from .thresholds import TIER_COLOURS, limits, steps
 
 #: The overview's rows, top to bottom, and the catalogue areas each one shows.
 ROWS: tuple[tuple[str, tuple[str | None, ...]], ...] = (
@@ -49,9 +43,6 @@ ROWS: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     ("Resources", ("resources",)),
     ("Other", (None,)),
 )
-
-#: The colour of a value that breaches a tier (meeting every tier is GREEN).
-TIER_COLOURS = {"target": YELLOW, "warning": AMBER, "critical": RED}
 
 #: Catalogue units Grafana renders differently from the alerts: Grafana's `d` shows 30 days as
 #: "4.29 week", while the alert annotations (and the playbooks) count days.
@@ -69,27 +60,6 @@ def kpi_series(kpi: KPI) -> str:
     """The KPI's value as its alerts read it, narrowed to the dashboard's `$target` selection."""
     assert kpi.indicator is not None
     return kpi.series(TARGET_FILTER) if "target" in kpi.indicator.labels else kpi.series()
-
-
-def kpi_steps(kpi: KPI) -> tuple[Step, ...]:
-    """Threshold steps that colour a value like the alerts judge it.
-
-    Grafana colours a value with the last step whose value it reaches (>=). The alerts fire on
-    `>` for `above` and on `<` for `below`, so an `above` step starts just past the threshold
-    (the next float): a value exactly at the threshold keeps the milder colour, as the alert
-    stays quiet.
-    """
-    tiers = kpi.tiers  # mildest first
-    if kpi.comparison is None or not tiers:
-        return NEUTRAL
-    colours = [TIER_COLOURS[t.name] for t in tiers]
-    if kpi.comparison == "above":  # thresholds ascend with severity
-        return (Step(None, GREEN), *(Step(math.nextafter(t.value, math.inf), c) for t, c in zip(tiers, colours)))
-    # below: thresholds descend with severity; from the lowest up, each one restores the milder colour
-    steps = [Step(None, colours[-1])]
-    for i in range(len(tiers) - 1, -1, -1):
-        steps.append(Step(tiers[i].value, colours[i - 1] if i else GREEN))
-    return tuple(steps)
 
 
 def grafana_unit(ind: Indicator) -> str:
@@ -153,7 +123,7 @@ def kpi_stat(kpi: KPI, width: int) -> Item:
         [query(kpi_series(kpi), _legend(kpi, ind, with_title=False), kpi.id, instant=True)],
         unit=grafana_unit(ind),
         decimals=kpi_decimals(kpi),
-        steps=kpi_steps(kpi),
+        steps=steps(limits(kpi)),
         links=kpi_links(kpi),
         width=width,
         height=5,

@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models import stat, table, text, timeseries
 
 from stackprobe.exporter import metrics
 from stackprobe.exporter.probers import PROBERS
-from stackprobe.grafana import panels, provisioning, queries, services
+from stackprobe.grafana import panels, provisioning, queries, services, thresholds
 from stackprobe.rules import model
 from stackprobe.rules.emit import prometheus
 from stackprobe.rules.model import Model
@@ -217,14 +217,12 @@ def _grafana_colour(steps: list[tuple[float | None, str]], value: float) -> str:
     return colour
 
 
-def _alert_colour(kpi, value: float) -> str:  # type: ignore[no-untyped-def]
+def _alert_colour(kpis, value: float) -> str:  # type: ignore[no-untyped-def]
     """The colour the catalogue gives a value: that of the most severe tier whose alert fires."""
-    colour = panels.GREEN
-    for tier in kpi.tiers:
-        limit = float(tier.literal)  # the alert's literal
-        if (value > limit) if kpi.comparison == "above" else (value < limit):
-            colour = services.TIER_COLOURS[tier.name]
-    return colour
+    fired = [tier.name for kpi in kpis for tier in kpi.tiers
+             if ((value > tier.value) if kpi.comparison == "above" else (value < tier.value))]
+    severity = ("target", "warning", "critical")
+    return thresholds.TIER_COLOURS[max(fired, key=severity.index)] if fired else panels.GREEN
 
 
 def test_stat_colours_match_the_alert_tiers_at_every_boundary(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
@@ -239,13 +237,13 @@ def test_stat_colours_match_the_alert_tiers_at_every_boundary(dashboards: dict[s
                 t = float(tier.literal)
                 delta = max(abs(t) * 1e-9, 1e-12)
                 for value in (t - delta, t, t + delta):
-                    assert _grafana_colour(steps, value) == _alert_colour(kpi, value), (service.id, kpi.id, value, steps)
+                    assert _grafana_colour(steps, value) == _alert_colour([kpi], value), (service.id, kpi.id, value, steps)
                     checked += 1
             # Far from every threshold: green on the good side, the worst colour on the bad side.
             lo, hi = min(t.threshold for t in kpi.tiers), max(t.threshold for t in kpi.tiers)
             good, bad = (lo - 1, hi + 1) if kpi.comparison == "above" else (hi + 1, lo - 1)
             assert _grafana_colour(steps, good) == panels.GREEN
-            assert _grafana_colour(steps, bad) == services.TIER_COLOURS[kpi.tiers[-1].name]
+            assert _grafana_colour(steps, bad) == thresholds.TIER_COLOURS[kpi.tiers[-1].name]
     assert checked > 100
 
 
@@ -277,7 +275,7 @@ def test_area_graphs_draw_every_tier_as_a_labelled_line(dashboards: dict[str, da
             for tier in kpi.tiers if kpi.comparison else []:
                 ref = f"{kpi.id}:{tier.name}"
                 assert by_ref[ref] == f"vector({tier.literal})"
-                assert colours[ref] == {"mode": "fixed", "fixedColor": services.TIER_COLOURS[tier.name]}
+                assert colours[ref] == {"mode": "fixed", "fixedColor": thresholds.TIER_COLOURS[tier.name]}
 
 
 def test_overview_rows_follow_the_area_order(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
@@ -326,12 +324,70 @@ def test_prober_dashboards_cover_the_issue_checklist(dashboards: dict[str, dash_
         assert missing == [], name
 
 
-def test_backup_age_and_certificate_thresholds(dashboards: dict[str, dash_m.Dashboard]) -> None:
-    backup = {p.title: p for p in _panels(dashboards["backup-prober.json"])}
-    assert _steps(backup["Newest backup age"]) == [(None, "green"), (86400, "red")]
+#: Prober-dashboard stats showing an indicator's quantity per target: (file, panel) -> indicator.
+PROBER_STATS = {
+    ("mysql-prober.json", "Connections used"): "mysql_connections_usage",
+    ("redis-prober.json", "Memory used of maxmemory"): "redis_memory_usage",
+    ("http-prober.json", "Certificate days left"): "cert_days_left",
+    ("backup-prober.json", "Newest backup age"): "backup_age",
+    ("backup-prober.json", "Size ratio"): "backup_size_ratio",
+}
+#: Prober-dashboard graphs and tables mixing services: (file, panel) -> indicator.
+PROBER_SHARED = {
+    ("backup-prober.json", "Newest backup age", "timeseries"): "backup_age",
+    ("backup-prober.json", "Size ratio", "timeseries"): "backup_size_ratio",
+    ("cert-prober.json", "Days left (soonest first)", "table"): "cert_days_left",
+    ("cert-prober.json", "Earliest expiry per target", "timeseries"): "cert_days_left",
+}
+
+
+def _around(values: list[float]) -> list[float]:
+    """Each threshold, just below and just above it, and values far outside them all."""
+    return [v + d for v in values for d in (-max(abs(v) * 1e-9, 1e-12), 0, max(abs(v) * 1e-9, 1e-12))] + [
+        min(values) - 1, max(values) + 1]
+
+
+def test_prober_stats_colour_each_target_by_its_services_alerts(dashboards: dict[str, dash_m.Dashboard], catalogue: Model) -> None:
+    """The same source as the alerts: each service's series (named `service / target`) get its own
+    KPIs' tiers; services without such a KPI are not judged at all."""
+    for (file, title), indicator in PROBER_STATS.items():
+        [panel] = [p for p in _panels(dashboards[file]) if p.title == title and p.type_val == "stat"]
+        assert panel.targets[0].legend_format == thresholds.SERVICE_LEGEND
+        assert _steps(panel) == [(None, "text")], (file, title)
+        overrides = {o.matcher.options: [(s["value"], s["color"]) for p in o.properties for s in p.value["steps"]]
+                     for o in panel.field_config.overrides if o.matcher.id_val == "byRegexp"}
+        kpis = catalogue.kpis_on(indicator)
+        assert kpis and set(overrides) == {f"^{k.service} / " for k in kpis}, (file, title)
+        for service in {k.service for k in kpis}:
+            own = [k for k in kpis if k.service == service]
+            for value in _around([t.value for k in own for t in k.tiers]):
+                assert _grafana_colour(overrides[f"^{service} / "], value) == _alert_colour(own, value), (title, service, value)
+
+
+def test_prober_views_across_services_draw_only_the_tiers_all_services_share(dashboards: dict[str, dash_m.Dashboard],
+                                                                             catalogue: Model) -> None:
+    for (file, title, kind), indicator in PROBER_SHARED.items():
+        [panel] = [p for p in _panels(dashboards[file]) if p.title == title and p.type_val == kind]
+        steps = _steps(panel)
+        per_service: dict[str, set[tuple[str, str, float]]] = {}
+        for k in catalogue.kpis_on(indicator):
+            per_service.setdefault(k.service, set()).update((k.comparison, t.name, t.value) for t in k.tiers)
+        shared = set.intersection(*per_service.values())
+        if not shared:
+            assert steps == [(None, "text")], (file, title)
+            continue
+        for value in _around([limit for _, _, limit in shared]):
+            fired = [name for comparison, name, limit in shared
+                     if ((value > limit) if comparison == "above" else (value < limit))]
+            expected = thresholds.TIER_COLOURS[max(fired, key=("target", "warning", "critical").index)] if fired else panels.GREEN
+            assert _grafana_colour(steps, value) == expected, (file, title, value)
+    # The committed catalogue: every service warns at 30 days, universal-gallery has no 7-day critical
+    # tier, so the certificate table shows the warning only; backup-age limits differ per service.
     cert = {p.title: p for p in _panels(dashboards["cert-prober.json"])}
+    assert _steps(cert["Days left (soonest first)"]) == [(None, "orange"), (30, "green")]
+    backup = {(p.title, p.type_val): p for p in _panels(dashboards["backup-prober.json"])}
+    assert _steps(backup[("Newest backup age", "timeseries")]) == [(None, "text")]
     days = cert["Days left (soonest first)"]
-    assert _steps(days) == [(None, "red"), (7, "orange"), (14, "yellow"), (30, "green")]
     assert [(s.display_name, s.desc) for s in days.options.sort_by] == [("Days left", False)]
 
 
