@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
+import redis.exceptions
 import trustme
 import yaml
 
@@ -16,6 +18,7 @@ from stackprobe.exporter.scheduler import probe_once
 from stackprobe.exporter.snapshot import TargetResult
 
 from fixtures.net import wait_until
+from fixtures.redis_server import resp
 
 
 def config(*targets: dict) -> str:
@@ -104,6 +107,27 @@ def test_key_lengths_cost_exactly_the_documented_lookups(make_redis):
     assert result.success, result.message
     assert after["keyspace_hits"] - before["keyspace_hits"] == 2
     assert after["keyspace_misses"] - before["keyspace_misses"] == 1
+
+
+def test_the_probers_own_lookups_are_counted_so_rules_can_subtract_them(make_redis):
+    """stackprobe_redis_probe_lookups_total counts, at each probe, the lookups made before its INFO:
+    keyspace_hits minus it is the applications' own hits, exactly."""
+    server = make_redis()
+    with server.client() as c:
+        c.rpush("queue", "a")
+        c.set("token", "x")
+        for _ in range(3):
+            c.get("token")  # the application's own lookups: 3 hits, 1 miss
+        c.get("absent")
+    target = {"name": "lookups", "url": server.url, "keys": [{"key": "queue"}, {"key": "token"}, {"key": "gone"}]}
+    own = lambda r, name: r.samples[(f"stackprobe_redis_{name}", ())]  # noqa: E731
+    lookups = lambda r, result: r.samples[("stackprobe_redis_probe_lookups_total", (("result", result),))]  # noqa: E731
+    for probes_before in range(3):
+        result = probe_now(target)
+        assert result.success, result.message
+        assert (lookups(result, "hit"), lookups(result, "miss")) == (4 * probes_before, 1 * probes_before)
+        assert own(result, "keyspace_hits_total") - lookups(result, "hit") == 3
+        assert own(result, "keyspace_misses_total") - lookups(result, "miss") == 1
 
 
 def test_pattern_counts_are_exact_and_a_small_budget_reports_truncation(start_exporter, redis_server):
@@ -269,3 +293,89 @@ def test_tls_options_need_rediss_and_unix_urls_take_a_db():
     assert (target.endpoint.socket_path, target.endpoint.db) == ("/run/redis/redis.sock", 2)
     assert (target.interval, target.timeout) == (1.0, 1.0)
     assert (parse("test.yaml", "redis: [{name: r, service: s, url: 'redis://h'}]").targets[0].timeout) == 10.0
+
+
+def test_a_long_scan_ends_at_the_timeout_with_its_connection_closed_and_no_scan_left_running(make_redis):
+    """Issue 14: a SCAN loop outran its timeout (the cancellation was swallowed inside redis-py
+    on Python 3.11) and reported success; several probes at once make that race likely."""
+    server = make_redis(extra_args=("--enable-debug-command", "local"))
+    with server.client() as c:
+        c.execute_command("DEBUG", "POPULATE", 300_000)
+    targets = [parse("test.yaml", config({
+        "name": f"big-{i}", "url": server.url, "timeout": "500ms", "scan_budget": 10_000_000, "scan_count": 10,
+        "patterns": [{"pattern": "nomatch:*"}]})).targets[0] for i in range(4)]
+
+    async def probe_all() -> list[TargetResult]:
+        return await asyncio.gather(*(probe_once(t, "redis") for t in targets))
+
+    results = asyncio.run(probe_all())
+    assert [(r.success, r.reason) for r in results] == [(False, "timeout")] * 4
+
+    def scans() -> int:
+        with server.client() as c:
+            return c.info("commandstats")["cmdstat_scan"]["calls"]
+
+    def probe_connections() -> int:
+        with server.client() as c:
+            return len(c.client_list()) - 1  # all but this one
+    wait_until(lambda: probe_connections() == 0, timeout=10, what="the probes' connections closed")
+    before = scans()
+    time.sleep(0.5)
+    assert scans() == before
+
+
+def test_a_server_without_hello_is_probed_over_resp2_with_password_and_acl_user(make_redis, monkeypatch):
+    """Redis before 6.0 knows no HELLO (redis-py's RESP3 handshake); renaming it away makes a
+    real redis-server answer like one."""
+    server = make_redis(password="old-server-pw", user=("prober", "old-acl-pw"), extra_args=("--rename-command", "HELLO", ""))
+    with server.client() as c:
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
+            c.execute_command("HELLO", "3")
+        c.rpush("queue", "a", "b")
+    monkeypatch.setenv("OLD_PW", "old-server-pw")
+    monkeypatch.setenv("OLD_ACL_PW", "old-acl-pw")
+    for target in ({"name": "old", "url": server.url, "password_env": "OLD_PW"},
+                   {"name": "old-acl", "url": server.url, "username": "prober", "password_env": "OLD_ACL_PW"}):
+        result = probe_now({**target, "keys": [{"key": "queue"}], "patterns": [{"pattern": "q*"}]})
+        assert result.success, result.message
+        assert result.samples[("stackprobe_redis_key_length", (("db", "0"), ("key", "queue"), ("type", "list")))] == 2
+
+
+PONG = resp("PONG")
+
+
+def info_reply(text: bytes):
+    return lambda words: PONG if words[0] == b"PING" else resp(text)
+
+
+@pytest.mark.parametrize("name, reply, reason, says", [
+    ("garbage", lambda words: b"HTTP/1.1 400 Bad Request\r\n\r\n", "query", "Redis protocol"),
+    ("closes", lambda words: None, "connect", ""),
+    ("ping-error", lambda words: resp(Exception("ERR unknown command 'PING'")), "query", "unknown command"),
+    ("ping-number", lambda words: resp(7), "query", "not a Redis reply"),
+    ("info-number", lambda words: PONG if words[0] == b"PING" else resp(42), "query", "INFO with 42"),
+    ("scan-shape", lambda words: {b"PING": PONG, b"INFO": resp(b"redis_version:4.0.0\r\n")}.get(words[0], resp([b"x"])), "query", "SCAN"),
+    ("scan-cursor", lambda words: {b"PING": PONG, b"INFO": resp(b"redis_version:4.0.0\r\n")}.get(words[0], resp([b"-1", []])), "query", "SCAN"),
+    ("deep-nesting", lambda words: PONG if words[0] == b"PING" else b"*1\r\n" * 100_000 + b":1\r\n", "query", ""),
+    ("type-list", lambda words: {b"PING": PONG, b"INFO": resp(b"redis_version:4.0.0\r\n"), b"SCAN": resp([b"0", []])}.get(words[0], resp([b"list"])), "query", "TYPE"),
+    ("length-text", lambda words: {b"PING": PONG, b"INFO": resp(b"x:1\r\n"), b"SCAN": resp([b"0", []]), b"TYPE": resp("list")}.get(words[0], resp(b"seven")), "query", "LLEN"),
+])
+def test_hostile_servers_fail_with_a_named_reason(fake_redis, name, reply, reason, says):
+    peer = fake_redis(reply)
+    result = probe_now({"name": name, "url": peer.url, "patterns": [{"pattern": "*"}], "keys": [{"key": "q"}]})
+    assert (result.success, result.reason) == (False, reason), result.message
+    assert says in result.message
+
+
+def test_nonsense_info_values_are_skipped_not_fatal(fake_redis):
+    text = b"# Server\r\nredis_version:4.0.14\r\nrole:master\r\nused_memory:lots\r\nconnected_clients:3\r\nno colon here\r\ndb0:keys=abc,expires=2\r\ndb1:weird\r\n"
+    peer = fake_redis(lambda words: PONG if words[0] == b"PING" else resp(text))
+    result = probe_now({"name": "odd", "url": peer.url})
+    assert result.success, result.message
+    names = {name: value for (name, labels), value in result.samples.items() if not labels}
+    assert names["stackprobe_redis_connected_clients"] == 3
+    assert "stackprobe_redis_memory_used_bytes" not in names
+    assert result.samples[("stackprobe_redis_db_keys", (("db", "0"),))] == 0
+    assert result.samples[("stackprobe_redis_db_keys_expiring", (("db", "0"),))] == 2
+    # RESP2: no HELLO first; and no CLIENT SETINFO round trips either.
+    assert [w[0] for w in peer.commands] == [b"PING", b"INFO"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import stat
+import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
 from cryptography import x509
 from pydantic import Field, model_validator
@@ -23,6 +24,8 @@ from pydantic import Field, model_validator
 from stackprobe.configsource import Duration, StrictModel
 
 from .. import metrics
+
+R = TypeVar("R")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
@@ -67,15 +70,26 @@ class SecretRef(StrictModel):
         return self
 
     def password(self) -> str | None:
-        """The password as of now; an unreadable password_file fails the probe with reason io."""
+        """The password as of now; an unreadable password_file fails the probe with reason io.
+
+        Blocking (the file may sit on a hung mount): call it from a worker thread, or use
+        read_password() on the event loop.
+        """
         if self.password_env:
             return os.environ.get(self.password_env)
         if self.password_file:
+            data = read_regular_file(self.password_file, "password_file", SECRET_FILE_LIMIT)
             try:
-                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as e:
-                raise ProbeError("io", f"cannot read password_file {self.password_file}: {e.strerror or e}") from None
+                return data.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:  # its message quotes the offending byte: a piece of the secret
+                raise ProbeError("io", f"password_file {self.password_file} is not valid UTF-8") from None
         return None
+
+    async def read_password(self, ctx: "ProbeContext") -> str | None:
+        """password() without blocking the event loop; a hung file read stalls only this target."""
+        if not self.password_file:
+            return self.password()
+        return await ctx.off_loop("password_file", self.password)
 
 
 class TLSClientConfig(StrictModel):
@@ -95,12 +109,13 @@ class TLSClientConfig(StrictModel):
     def ssl_context(self) -> ssl.SSLContext:
         """The context for this config, built once per version of its files.
 
-        Loading a CA store costs ~30 ms of CPU on the event loop, too much to pay per probe with
-        hundreds of targets (bench/bench.py measured it); a rotated file (new mtime) gets a new
-        context at the next probe. Unreadable files fail the probe with reason io.
+        Loading a CA store costs ~30 ms of CPU, too much to pay per probe with hundreds of
+        targets (bench/bench.py measured it); a rotated file (new mtime) gets a new context at
+        the next probe. Unreadable files fail the probe with reason io. Blocking (stat and reads
+        of the files): call it from a worker thread, or use load_ssl_context() on the event loop.
         """
         try:
-            key = (self, *(os.stat(p).st_mtime_ns if p else None for p in (self.ca_file, self.cert_file, self.key_file)))
+            key = (self, *(os.stat(p).st_mtime_ns if p else None for p in self._files()))
             context = _SSL_CONTEXTS.get(key)
             if context is None:
                 context = self._build_context()
@@ -111,7 +126,19 @@ class TLSClientConfig(StrictModel):
             raise ProbeError("io", f"cannot load the TLS files: {getattr(e, 'strerror', None) or e}") from None
         return context
 
+    async def load_ssl_context(self, ctx: "ProbeContext") -> ssl.SSLContext:
+        """ssl_context() off the event loop; a config without files is served from the cache at once."""
+        if not any(self._files()) and (context := _SSL_CONTEXTS.get((self, None, None, None))) is not None:
+            return context
+        return await ctx.off_loop("tls files", self.ssl_context)
+
+    def _files(self) -> tuple[Path | None, ...]:
+        return self.ca_file, self.cert_file, self.key_file
+
     def _build_context(self) -> ssl.SSLContext:
+        for path, field in zip(self._files(), ("ca_file", "cert_file", "key_file")):
+            if path is not None:  # a FIFO or device would block the loader forever
+                open_regular_file(path, field).close()
         context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         if self.cert_file:
             context.load_cert_chain(self.cert_file, self.key_file)
@@ -138,6 +165,89 @@ def peer_certificates(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
 
 #: TLSClientConfig.ssl_context's cache; shared contexts are safe for concurrent connections.
 _SSL_CONTEXTS: dict[tuple, ssl.SSLContext] = {}
+
+#: Secrets are short; a password_file bigger than this is a mistake (a wrong path), not a secret.
+SECRET_FILE_LIMIT = 64 * 1024
+
+
+def open_regular_file(path: Path | str, field: str) -> BinaryIO:
+    """`path` opened for reading if it is a regular file; anything else (a FIFO, a device) or an
+    unreadable file fails with reason io.
+
+    Opened non-blocking: a plain open() of a FIFO waits for a writer forever. Blocking on a hung
+    mount all the same, so call it from a worker thread.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ProbeError("io", f"cannot read {field} {path}: {e.strerror or e}") from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise ProbeError("io", f"{field} {path} is not a regular file")
+    return f
+
+
+def read_regular_file(path: Path | str, field: str, limit: int) -> bytes:
+    """The content of a regular file of at most `limit` bytes (see open_regular_file); a bigger
+    one fails with reason io rather than being read in part."""
+    with open_regular_file(path, field) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise ProbeError("io", f"cannot read {field} {path}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise ProbeError("io", f"{field} {path} is larger than {limit} bytes")
+    return data
+
+
+def run_in_thread(fn: Callable[..., R], *args: Any) -> "asyncio.Future[R]":
+    """fn(*args) in a new daemon thread, as a future of the running loop.
+
+    Not an executor: ThreadPoolExecutor's and asyncio's default pool's threads are joined at exit,
+    so one call hung in the kernel (a FIFO, a hung NFS mount) would keep SIGTERM from ever ending
+    the process; a daemon thread is simply left behind. Starting a thread costs ~0.1 ms, nothing
+    next to a probe, and there is no pool for hung calls to fill.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[R] = loop.create_future()
+
+    def settle(error: BaseException | None, value: Any) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(value)
+
+    def work() -> None:
+        try:
+            outcome: tuple[BaseException | None, Any] = (None, fn(*args))
+        except BaseException as e:  # handed to the awaiting coroutine
+            outcome = (e, None)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed while the call hung: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name=f"probe-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return future
+
+
+async def run_isolated(running: dict[Any, asyncio.Future], key: Any, what: str, fn: Callable[..., R], *args: Any) -> R:
+    """run_in_thread, at most one call in flight per key.
+
+    A thread abandoned at the last timeout (a hung NFS mount, a query streaming slowly past its
+    per-read timeout) cannot be killed; it must not be joined by another every interval, so
+    while it runs the key's next calls fail at once with reason timeout.
+    """
+    previous = running.get(key)
+    if previous is not None and not previous.done():
+        raise ProbeError("timeout", f"the previous {what} of this target is still running")
+    future = run_in_thread(fn, *args)
+    running[key] = future
+    future.add_done_callback(lambda done: running.pop(key, None) if running.get(key) is done else None)
+    return await asyncio.shield(future)
+
+
+#: run_isolated's in-flight calls of ProbeContext.off_loop, by (target name, purpose).
+_OFF_LOOP: dict[tuple[str, str], asyncio.Future] = {}
 
 
 class ProbeError(Exception):
@@ -180,6 +290,10 @@ class ProbeContext:
         self.log_lines: list[str] = []
         self._t0 = time.monotonic()
 
+    async def off_loop(self, what: str, fn: Callable[..., R], *args: Any) -> R:
+        """Blocking work of this target (file reads, CPU-heavy checks) in its own thread; see run_isolated."""
+        return await run_isolated(_OFF_LOOP, (self.target.name, what), what, fn, *args)
+
     def remaining(self) -> float:
         """Seconds left before the target's timeout (never below a millisecond)."""
         return max(0.001, self.deadline - time.monotonic())
@@ -205,10 +319,6 @@ class ProbeContext:
 
 T = TypeVar("T", bound=TargetConfig)
 
-# Blocking client libraries (pymysql, file I/O) run here rather than in asyncio's default pool,
-# which has only cpu+4 workers: a few hung targets must not starve the others.
-_BLOCKING_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="probe")
-
 
 class Prober(Generic[T]):
     """One protocol. Subclasses set `name`, `families` and `target_model` and implement probe()."""
@@ -227,7 +337,8 @@ class BlockingProber(Prober[T]):
     """A prober built on a blocking library: probe_blocking() runs in a worker thread.
 
     The scheduler's timeout abandons the thread's result; the implementation must still pass
-    ctx.remaining() to its socket timeouts so the thread itself ends soon after.
+    ctx.remaining() to its socket timeouts so the thread itself ends soon after. A thread that
+    hangs anyway stalls only its own target (run_isolated) and never holds up exit.
     """
 
     def __init__(self) -> None:
@@ -235,15 +346,7 @@ class BlockingProber(Prober[T]):
         self._running: dict[str, asyncio.Future] = {}
 
     async def probe(self, target: T, ctx: ProbeContext) -> None:
-        # A thread abandoned at the last timeout (a hung NFS mount, a query streaming slowly
-        # past its per-read timeout) must not be joined by another each interval until the
-        # shared pool is full and every blocking target starves.
-        previous = self._running.get(target.name)
-        if previous is not None and not previous.done():
-            raise ProbeError("timeout", "the previous probe of this target is still running")
-        future = asyncio.get_running_loop().run_in_executor(_BLOCKING_POOL, self.probe_blocking, target, ctx)
-        self._running[target.name] = future
-        await asyncio.shield(future)
+        await run_isolated(self._running, target.name, "probe", self.probe_blocking, target, ctx)
 
     def probe_blocking(self, target: T, ctx: ProbeContext) -> None:
         raise NotImplementedError

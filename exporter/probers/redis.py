@@ -1,11 +1,23 @@
 """Redis: server health from one INFO, PING round-trip, key counts by SCAN pattern, key lengths.
 
-Uses redis-py's asyncio client, so a probe holds no thread. Each probe opens one fresh
-connection and closes it: nothing is carried between probes, so a restarted server is simply
-reconnected to on the next run. redis-py's retries are switched off; the schedule is the retry.
+Each probe opens one fresh connection (redis-py's asyncio `Connection`, RESP2, hiredis parsing
+when installed) and closes it: nothing is carried between probes, so a restarted server is simply
+reconnected to on the next run, and there are no retries: the schedule is the retry. Commands go
+straight to the connection rather than through redis-py's client, whose per-command retry,
+locking and reply callbacks cost more CPU than the SCAN loop itself (bench/redis_http_cost.py).
 
-`import redis` below is the library, not this module: the package uses absolute imports and this
-file is only ever imported as `stackprobe.exporter.probers.redis`.
+RESP2, not redis-py's default RESP3: servers before 6.0 (and compatible servers) know no HELLO.
+Replies are checked for their shape here, so a server that answers something other than Redis
+protocol fails the probe with reason `query`, never a traceback.
+
+Timeouts: the scheduler cancels a probe at its timeout, and every command first checks the
+deadline itself. redis-py's socket timeouts are left off, because its sends wrap
+asyncio.wait_for, which on Python 3.11 can swallow that cancellation (a SCAN loop then ran on
+for 30 s and reported success).
+
+`import redis` in the functions below is the library, not this module: the package uses absolute
+imports and this file is only ever imported as `stackprobe.exporter.probers.redis`. redis-py is
+imported at the first probe, so an exporter without Redis targets never loads it.
 """
 
 from __future__ import annotations
@@ -13,21 +25,21 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import redis.asyncio
-import redis.exceptions
 from pydantic import Field, field_validator, model_validator
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.utils import str_if_bytes
 
 from stackprobe.configsource import StrictModel
 
 from ..metrics import counter, gauge
 from .base import ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, os_error_in
+
+if TYPE_CHECKING:
+    from redis.asyncio.connection import AbstractConnection
+    from redis.exceptions import RedisError
 
 #: TYPE reply -> the command that gives that type's length.
 LENGTH_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN", "string": "STRLEN"}
@@ -126,7 +138,7 @@ class RedisTarget(SecretRef, TargetConfig):
     username: str | None = Field(None, description="ACL user (Redis 6+); the password comes from password_env or password_file.")
     tls: TLSClientConfig | None = Field(None, description="TLS options for a rediss:// url (ca_file, cert_file, key_file, verify).")
     patterns: list[RedisPattern] = Field([], description="Key patterns counted with SCAN (never KEYS), each `{pattern, db}`.")
-    keys: list[RedisKey] = Field([], description="Keys whose length is exported by type (TYPE, then LLEN/SCARD/ZCARD/HLEN/XLEN/STRLEN); a missing key gives 0 with type `none`. Redis counts these lookups in keyspace_hits/misses (TYPE and the length command: two hits per present key, one miss per missing key); INFO, PING and SCAN count nothing.")
+    keys: list[RedisKey] = Field([], description="Keys whose length is exported by type (TYPE, then LLEN/SCARD/ZCARD/HLEN/XLEN/STRLEN); a missing key gives 0 with type `none`. Redis counts these lookups in keyspace_hits/misses (TYPE and the length command: two hits per present key, one miss per missing key; no command that gives a length avoids it), and stackprobe_redis_probe_lookups_total counts them too, so rules can subtract them; INFO, PING and SCAN count nothing.")
     scan_budget: int = Field(100_000, ge=1, description="At most this many keys are examined per pattern per probe; beyond it the count is partial and redis_pattern_scan_truncated is 1.")
     scan_count: int = Field(1000, ge=1, description="COUNT hint of each SCAN call (keys examined per round trip).")
 
@@ -152,8 +164,9 @@ FAMILIES = (
     gauge("redis_up", "1 if the Redis server accepted the connection and answered PING, else 0."),
     gauge("redis_ping_duration_seconds", "Round-trip time of one PING."),
     gauge("redis_uptime_seconds", "Seconds since the Redis server started."),
-    counter("redis_keyspace_hits_total", "Successful key lookups (keyspace_hits); includes the prober's own lookups of configured keys."),
-    counter("redis_keyspace_misses_total", "Failed key lookups (keyspace_misses); includes the prober's own lookups of missing configured keys."),
+    counter("redis_keyspace_hits_total", "Successful key lookups (keyspace_hits); includes the prober's own lookups of configured keys, counted in stackprobe_redis_probe_lookups_total{result=\"hit\"}."),
+    counter("redis_keyspace_misses_total", "Failed key lookups (keyspace_misses); includes the prober's own lookups of missing configured keys, counted in stackprobe_redis_probe_lookups_total{result=\"miss\"}."),
+    counter("redis_probe_lookups_total", "Key lookups (TYPE and LLEN/SCARD/...) of configured keys this exporter made on the server before the INFO of the last probe, by result (hit, miss): the part of keyspace_hits/misses that is the prober's own, to subtract from them (each exporter of an HA pair counts only its own).", "result"),
     gauge("redis_memory_used_bytes", "Memory allocated by Redis (used_memory)."),
     gauge("redis_memory_max_bytes", "The maxmemory setting; 0 means no limit."),
     gauge("redis_memory_fragmentation_ratio", "used_memory_rss divided by used_memory (mem_fragmentation_ratio)."),
@@ -185,57 +198,139 @@ class RedisProber(Prober[RedisTarget]):
     target_model = RedisTarget
     summary = "Redis INFO (memory, hits/misses, clients, persistence, replication), PING time, SCAN pattern counts, key lengths."
 
+    def __init__(self) -> None:
+        #: Target name -> this exporter's key lookups (TYPE, LLEN, ...) so far, by hit/miss.
+        self._lookups: dict[str, Counter[str]] = {}
+
     async def probe(self, target: RedisTarget, ctx: ProbeContext) -> None:
+        import redis.exceptions
+
         ctx.set("redis_up", 0)
+        lookups = self._lookups.setdefault(target.name, Counter())
+        # Exported before this probe's own lookups, which come after its INFO: the counter then
+        # covers exactly the lookups inside the INFO's keyspace_hits/misses.
+        for result in ("hit", "miss"):
+            ctx.set("redis_probe_lookups_total", lookups[result], result=result)
         endpoint = target.endpoint
-        client = _client(target, endpoint, ctx)
+        session = _Session(await _connection(target, endpoint, ctx), ctx, str(endpoint), lookups)
         try:
             ctx.log(f"connecting to {endpoint} (db {endpoint.db}{', TLS' if endpoint.tls else ''})")
-            await _connect_and_ping(client, ctx, str(endpoint))
+            await session.connect_and_ping()
             ctx.set("redis_up", 1)
-            await _run(client, target, endpoint, ctx)
+            await _run(session, target, endpoint, ctx)
         except redis.exceptions.RedisError as e:
             raise _probe_error(e, str(endpoint)) from None
         finally:
-            await client.aclose()
+            await session.conn.disconnect(nowait=True)
 
 
-def _client(target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext) -> redis.asyncio.Redis:
-    """One connection for this probe only; no retries, socket timeouts bounded by the probe's."""
-    password = target.password()
-    timeout = ctx.remaining()
+async def _connection(target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext) -> "AbstractConnection":
+    """One connection for this probe only, authenticated and on the url's database at connect."""
+    from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     kwargs: dict[str, Any] = dict(
-        db=endpoint.db, username=target.username, password=password,
-        socket_timeout=timeout, socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0), single_connection_client=True,
+        db=endpoint.db, username=target.username, password=await target.read_password(ctx),
+        protocol=2, socket_timeout=None, socket_connect_timeout=ctx.remaining(), retry=Retry(NoBackoff(), 0),
+        driver_info=None,  # no CLIENT SETINFO: two round trips per probe for nothing
     )
     if endpoint.socket_path:
-        kwargs["unix_socket_path"] = endpoint.socket_path
-    else:
-        kwargs.update(host=endpoint.host, port=endpoint.port)
+        return UnixDomainSocketConnection(path=endpoint.socket_path, **kwargs)
     if endpoint.tls:
-        tls = target.tls or TLSClientConfig()
-        kwargs.update(
-            ssl=True, ssl_check_hostname=tls.verify, ssl_cert_reqs="required" if tls.verify else "none",
-            ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            ssl_certfile=str(tls.cert_file) if tls.cert_file else None,
-            ssl_keyfile=str(tls.key_file) if tls.key_file else None,
-        )
-    return redis.asyncio.Redis(**kwargs)
+        tls_context = await (target.tls or TLSClientConfig()).load_ssl_context(ctx)
+        return _tls_connection_class()(tls_context, host=endpoint.host, port=endpoint.port, **kwargs)
+    return Connection(host=endpoint.host, port=endpoint.port, **kwargs)
 
 
-async def _connect_and_ping(client: redis.asyncio.Redis, ctx: ProbeContext, where: str) -> None:
-    """Connect (and authenticate) first, so the timed PING is one bare round trip."""
-    await client.initialize()
-    started = time.perf_counter()
-    await client.ping()
-    ctx.set("redis_ping_duration_seconds", time.perf_counter() - started)
-    ctx.log(f"PING answered by {where}")
+def _tls_connection_class() -> type:
+    """A Connection that uses our cached, off-loop-built SSLContext (TLSClientConfig) instead of
+    redis-py's, which would read the CA and key files on the event loop at every connect."""
+    from redis.asyncio.connection import Connection
+
+    class TLSConnection(Connection):
+        def __init__(self, tls_context: ssl.SSLContext, **kwargs: Any):
+            self.tls_context = tls_context
+            super().__init__(**kwargs)
+
+        def _connection_arguments(self) -> dict[str, Any]:
+            return {**super()._connection_arguments(), "ssl": self.tls_context}
+
+    return TLSConnection
 
 
-async def _run(client: redis.asyncio.Redis, target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext) -> None:
+class _Session:
+    """Commands on the probe's connection, each under the probe's deadline, replies checked."""
+
+    def __init__(self, conn: "AbstractConnection", ctx: ProbeContext, where: str, lookups: Counter[str]):
+        self.conn, self.ctx, self.where, self.lookups = conn, ctx, where, lookups
+
+    async def command(self, *args: Any) -> Any:
+        if time.monotonic() >= self.ctx.deadline:
+            raise ProbeError("timeout", f"{self.where}: {args[0]} not sent: the probe's timeout expired")
+        await self.conn.send_packed_command(self.conn.pack_command(*args), check_health=False)
+        return await self.conn.read_response()
+
+    async def connect_and_ping(self) -> None:
+        """Connect (and authenticate) first, so the timed PING is one bare round trip."""
+        await self.conn.connect()
+        started = time.perf_counter()
+        reply = await self.command("PING")
+        if reply not in (b"PONG", "PONG", True):
+            raise _not_redis(self.where, "PING", reply)
+        self.ctx.set("redis_ping_duration_seconds", time.perf_counter() - started)
+        self.ctx.log(f"PING answered by {self.where}")
+
+    async def info(self) -> dict[str, Any]:
+        reply = await self.command("INFO")
+        if not isinstance(reply, bytes):
+            raise _not_redis(self.where, "INFO", reply)
+        return parse_info(reply.decode("utf-8", errors="replace"))
+
+    async def scan(self, cursor: bytes, pattern: str, count: int) -> tuple[bytes, list[bytes]]:
+        reply = await self.command("SCAN", cursor, "MATCH", pattern, "COUNT", count)
+        if not (isinstance(reply, list) and len(reply) == 2 and isinstance(reply[0], bytes)
+                and reply[0].isdigit() and isinstance(reply[1], list)):
+            raise _not_redis(self.where, "SCAN", reply)
+        return reply[0], reply[1]
+
+    async def lookup(self, *args: Any) -> Any:
+        """A command that reads a key: Redis counts it in keyspace_hits/misses, and so do we."""
+        reply = await self.command(*args)
+        # Only TYPE ever meets a missing key: a length command follows a TYPE that found it.
+        self.lookups["miss" if args[0] == "TYPE" and reply in (b"none", "none") else "hit"] += 1
+        return reply
+
+
+def _not_redis(where: str, command: str, reply: Any) -> ProbeError:
+    shown = repr(reply)[:60]
+    return ProbeError("query", f"{where} answered {command} with {shown}, which is not a Redis reply to it")
+
+
+def parse_info(text: str) -> dict[str, Any]:
+    """INFO's `field:value` lines; `dbN:keys=1,expires=0` values become dicts. Never raises."""
+    info: dict[str, Any] = {}
+    for line in text.splitlines():
+        field, sep, value = line.partition(":")
+        if not sep or line.startswith("#"):
+            continue
+        if field.startswith("db") and field[2:].isdigit() and "=" in value:
+            info[field] = dict(pair.partition("=")[::2] for pair in value.split(","))
+        else:
+            info[field] = value.strip()
+    return info
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+async def _run(session: _Session, target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext) -> None:
     # INFO comes before the key lookups so this probe's own TYPE/LLEN are not in its hit counters.
-    info = await client.info()
+    info = await session.info()
     _export_info(info, ctx)
     dbs = {endpoint.db} | {p.db if p.db is not None else endpoint.db for p in target.patterns} \
         | {k.db if k.db is not None else endpoint.db for k in target.keys}
@@ -246,18 +341,18 @@ async def _run(client: redis.asyncio.Redis, target: RedisTarget, endpoint: Endpo
         nonlocal current_db
         db = endpoint.db if db is None else db
         if db != current_db:
-            await client.execute_command("SELECT", db)
+            await session.command("SELECT", db)
             current_db = db
 
     for p in target.patterns:
         await select(p.db)
-        count, truncated = await _count_pattern(client, p.pattern, target.scan_budget, target.scan_count)
+        count, truncated = await _count_pattern(session, p.pattern, target.scan_budget, target.scan_count)
         ctx.set("redis_pattern_keys", count, db=current_db, pattern=p.pattern)
         ctx.set("redis_pattern_scan_truncated", int(truncated), db=current_db, pattern=p.pattern)
         ctx.log(f"db {current_db} pattern {p.pattern!r}: {count} keys{' (scan budget exhausted)' if truncated else ''}")
     for k in target.keys:
         await select(k.db)
-        kind, length = await _key_length(client, k.key)
+        kind, length = await _key_length(session, k.key)
         if length is None:
             ctx.log(f"db {current_db} key {k.key!r} has type {kind!r}, which has no length command; skipped")
             continue
@@ -266,54 +361,66 @@ async def _run(client: redis.asyncio.Redis, target: RedisTarget, endpoint: Endpo
 
 
 def _export_info(info: dict[str, Any], ctx: ProbeContext) -> None:
-    """Copy INFO fields; a field this server does not report (older or compatible servers) is skipped."""
+    """Copy INFO fields; a field this server does not report (older or compatible servers), or
+    reports as something other than a number, is skipped."""
     for family, field in INFO_FIELDS.items():
-        if field in info:
-            ctx.set(family, float(info[field]))
+        if (value := _number(info.get(field))) is not None:
+            ctx.set(family, value)
     for family, (field, healthy) in INFO_STATUS_FIELDS.items():
         if field in info:
             ctx.set(family, int(str(info[field]) == healthy))
-    ctx.set("redis_instance_info", 1, role=info.get("role", ""), version=str(info.get("redis_version", "")))
+    ctx.set("redis_instance_info", 1, role=str(info.get("role", "")), version=str(info.get("redis_version", "")))
 
 
 def _export_keyspace(info: dict[str, Any], dbs: set[int], ctx: ProbeContext) -> None:
     """Keys per database from INFO keyspace; a database the target uses but INFO omits (empty) is 0."""
-    counts = {int(name[2:]): stats for name, stats in info.items() if name.startswith("db") and name[2:].isdigit()}
+    counts = {int(name[2:]): stats for name, stats in info.items()
+              if name.startswith("db") and name[2:].isdigit() and isinstance(stats, dict)}
     for db in sorted(dbs | set(counts)):
         stats = counts.get(db, {})
-        ctx.set("redis_db_keys", stats.get("keys", 0), db=db)
-        ctx.set("redis_db_keys_expiring", stats.get("expires", 0), db=db)
+        ctx.set("redis_db_keys", _number(stats.get("keys")) or 0, db=db)
+        ctx.set("redis_db_keys_expiring", _number(stats.get("expires")) or 0, db=db)
 
 
-async def _count_pattern(client: redis.asyncio.Redis, pattern: str, budget: int, count: int) -> tuple[int, bool]:
+async def _count_pattern(session: _Session, pattern: str, budget: int, count: int) -> tuple[int, bool]:
     """Distinct keys matching pattern via SCAN; stops once `budget` keys were examined.
 
     SCAN may return a key twice while the keyspace is rehashing, hence the set.
     """
     found: set[bytes] = set()
-    cursor, examined = 0, 0
+    cursor, examined = b"0", 0
     while True:
         step = min(count, budget - examined)
-        cursor, keys = await client.scan(cursor, match=pattern, count=step)
+        cursor, keys = await session.scan(cursor, pattern, step)
         found.update(keys)
         examined += step
-        if cursor == 0:
+        if cursor == b"0":
             return len(found), False
         if examined >= budget:
             return len(found), True
 
 
-async def _key_length(client: redis.asyncio.Redis, key: str) -> tuple[str, int | None]:
+async def _key_length(session: _Session, key: str) -> tuple[str, int | None]:
     """(type, length); ("none", 0) for a missing key, (type, None) for a type without a length."""
-    kind = str_if_bytes(await client.type(key))
+    reply = await session.lookup("TYPE", key)
+    if not isinstance(reply, (bytes, str)):
+        raise _not_redis(session.where, "TYPE", reply)
+    kind = reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else reply
     if kind == "none":
         return kind, 0
     command = LENGTH_COMMANDS.get(kind)
-    return kind, (int(await client.execute_command(command, key)) if command else None)
+    if command is None:
+        return kind, None
+    length = await session.lookup(command, key)
+    if not isinstance(length, int):
+        raise _not_redis(session.where, command, length)
+    return kind, length
 
 
-def _probe_error(e: redis.exceptions.RedisError, where: str) -> ProbeError:
+def _probe_error(e: "RedisError", where: str) -> ProbeError:
     """Map a redis-py error to a reason; messages come from the server or the OS, never the config."""
+    import redis.exceptions
+
     if isinstance(e, redis.exceptions.AuthenticationError):  # a ConnectionError subclass: check first
         return ProbeError("auth", f"{where} rejected the credentials: {e}")
     if isinstance(e, redis.exceptions.TimeoutError):
@@ -325,6 +432,8 @@ def _probe_error(e: redis.exceptions.RedisError, where: str) -> ProbeError:
         if isinstance(cause, socket.gaierror):
             return ProbeError("dns", f"cannot resolve {where}: {cause.strerror or cause}")
         return ProbeError("connect", f"cannot connect to {where}: {(cause.strerror or cause) if cause else e}")
+    if isinstance(e, redis.exceptions.InvalidResponse):
+        return ProbeError("query", f"{where} does not speak the Redis protocol: {e}")
     return ProbeError("query", f"{where} answered with an error: {e}")
 
 
