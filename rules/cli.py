@@ -24,6 +24,8 @@ from stackprobe.grafana import provisioning as grafana_provisioning
 from .emit import alertmanager, prometheus, promtests
 from .model import Model, resolve
 from .spec import load_catalogue
+from .extract.command import default_playbooks, make_command, summary_table, verify_playbooks
+from .spec import DEFAULT_DIRECTORY
 
 Emitter = Callable[[Model], dict[str, str]]
 
@@ -140,6 +142,9 @@ def main() -> None:
     """Compile the KPI catalogue into Prometheus rules, rule tests and an Alertmanager config."""
 
 
+main.add_command(make_command(_load, DEFAULT_DIRECTORY))
+
+
 @main.command()
 @_catalogue_option
 @_out_option
@@ -155,11 +160,27 @@ def build(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...]) -> No
 @_catalogue_option
 @_out_option
 @_format_option
-def check(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...]) -> None:
-    """Exit 1 with a diff when the files under --out differ from what `build` would write."""
-    delta = diff(out, render(_load(catalogue_dir), formats))
+@click.option("--playbooks", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of the playbooks the ledgers account for. Default: ../shared/seeds beside --out "
+                   "(or beside one of its parent directories).")
+def check(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...], playbooks: Path | None) -> None:
+    """Exit 1 with a diff when the files under --out differ from what `build` would write, or when
+    a playbook drifted from its ledger (file:line and the quote of each difference)."""
+    catalogue = _load(catalogue_dir)
+    delta = diff(out, render(catalogue, formats))
+    problems, counts = verify_playbooks(catalogue, catalogue_dir or DEFAULT_DIRECTORY,
+                                        playbooks or default_playbooks(out))
     if delta:
         click.echo(delta, nl=False)
         click.echo("gen-rules: generated files are stale; run `gen-rules build` and commit the result", err=True)
+    else:
+        click.echo("gen-rules: generated files are up to date")
+    if counts:
+        click.echo(summary_table(counts))
+    for problem in problems:
+        click.echo(f"gen-rules: {problem}", err=True)
+    if problems:
+        click.echo(f"gen-rules: {len(problems)} differences between the playbooks, their ledgers and the catalogue",
+                   err=True)
+    if delta or problems:
         sys.exit(1)
-    click.echo("gen-rules: generated files are up to date")

@@ -121,6 +121,7 @@ class Indicator(StrictModel):
     liveness: bool = Field(False, description="A down target inhibits the other alerts of that target.")
     fixture: list[FixtureSeries] = Field(min_length=1)
     fixture_shift: Duration | None = None
+    phrases: list[str] = Field([], description="What playbooks call it (`gen-rules extract` maps subjects with these).")
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:
@@ -376,6 +377,12 @@ def load_catalogue(directory: Path | None = None) -> Catalogue:
             where[("kpi", service.id, kpi.id)] = problems.where(("kpis", i))
         services.append(service)
     return Catalogue(services=services, indicators=indicators, routing=routing, where=where)
+
+
+def load_indicators(directory: Path | None = None) -> dict[str, Indicator]:
+    """Only the indicator library a catalogue directory uses (its own, else the package's):
+    `gen-rules extract` maps subjects with its phrases before any service file exists."""
+    return _load_indicators(_pick(Path(directory) if directory is not None else DEFAULT_DIRECTORY, INDICATORS_FILE), {})
 
 
 def _load_indicators(path: Path, where: dict[tuple[str, ...], Where]) -> dict[str, Indicator]:

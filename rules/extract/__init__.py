@@ -1,0 +1,1 @@
+"""Playbooks -> statements -> ledger: what the operations documents say, read with provenance."""
