@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from fixtures.promtools import run
 from stackprobe.rules import cli
-from stackprobe.rules.catalogue import DEFAULT_DIRECTORY, load_catalogue
+from stackprobe.rules.spec import DEFAULT_DIRECTORY, load_catalogue
 from stackprobe.rules.extract.command import default_playbooks, vocabulary
 from stackprobe.rules.extract.statements import extract_text
 
