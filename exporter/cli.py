@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import stackprobe
 from stackprobe.configsource import ConfigError
 
 from . import config as config_mod
+from . import logs
 from .probers import PROBERS
 from .shard import Shard
 
@@ -39,14 +39,14 @@ _shard_option = click.option(
          "computes it). Default: every target. Env: STACKPROBE_SHARD.")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()), stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-    )
-    # httpx logs every request at INFO; one line per probe is noise for an exporter.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def _check_listen_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from .server import parse_listen_address
+
+    try:
+        parse_listen_address(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
 
 
 def _fail_config(error: ConfigError) -> None:
@@ -76,21 +76,25 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @_config_option
 @click.option("--web.listen-address", "listen_address", default=DEFAULT_LISTEN_ADDRESS, show_default=True,
-              envvar="STACKPROBE_LISTEN_ADDRESS",
+              envvar="STACKPROBE_LISTEN_ADDRESS", callback=_check_listen_address,
               help="HOST:PORT to serve on; ':PORT' listens on all interfaces. 18947 is outside the "
                    "9100-9999 range of Prometheus' exporter port allocations.")
 @click.option("--web.config.file", "web_config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters.")
-@click.option("--log.level", "log_level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters. Re-read when it or "
+                   "its certificate files change, so rotations and removed users take effect without a restart.")
+@click.option("--log.level", "log_level", type=click.Choice(list(logs.LEVELS)), default="info",
               show_default=True, help="Least severe log level to print.")
+@click.option("--log.format", "log_format", type=click.Choice(logs.FORMATS), default="logfmt",
+              show_default=True, help="logfmt (key=value, quoted where needed) or json (one object per line).")
 @_shard_option
 def run(config_file: Path | None = None, listen_address: str = DEFAULT_LISTEN_ADDRESS,
-        web_config_file: Path | None = None, log_level: str = "info", shard: Shard = Shard()) -> None:
+        web_config_file: Path | None = None, log_level: str = "info", log_format: str = "logfmt",
+        shard: Shard = Shard()) -> None:
     """Run the exporter until SIGTERM; SIGHUP reloads the config file."""
     from .runtime import Exporter
     from .webconfig import load_web_config
 
-    _setup_logging(log_level)
+    logs.setup(log_level, log_format)
     try:
         web_config = load_web_config(web_config_file) if web_config_file else None
         exporter = Exporter(config_file, listen_address, web_config, shard)

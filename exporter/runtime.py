@@ -65,10 +65,9 @@ class Exporter:
         try:
             config = self.load()
         except ConfigError as e:
-            self.reload_ok = False
-            for line in e.format_lines():
-                log.error("config reload failed, keeping the previous config: %s", line)
-            return False
+            return self._reload_failed("; ".join(e.format_lines()))
+        except Exception as e:  # a loader bug must not end the process, nor spill a traceback per SIGHUP
+            return self._reload_failed(f"{self.config_path}: {type(e).__name__}: {e}")
         self.scheduler.apply(config)
         self.reload_ok, self.reload_success_at = True, time.time()
         self._log_loaded(config)
@@ -77,6 +76,11 @@ class Exporter:
     def _log_loaded(self, config: Config) -> None:
         log.info("config loaded source=%s targets=%d shard=%s other_shards_targets=%d",
                  config.source, len(config.targets), self.shard, len(config.elsewhere))
+
+    def _reload_failed(self, error: str) -> bool:
+        self.reload_ok = False
+        log.error("config reload failed, keeping the previous config error=%s", error)
+        return False
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or `stopped` is set). The first config must be valid."""

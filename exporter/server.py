@@ -213,9 +213,11 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 def parse_listen_address(address: str) -> tuple[str, int]:
     """`:18947`, `0.0.0.0:18947`, `[::1]:18947` or `localhost:18947` -> (host, port)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address {address!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    if not sep or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address {address!r} is not HOST:PORT with a port from 0 to 65535")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"listen address {address!r}: write an IPv6 address in brackets, e.g. [::1]:18947")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def serve(app: ExporterApp, address: str) -> _ThreadingServer:

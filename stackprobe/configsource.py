@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -45,6 +45,12 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: Any duration lies in [1ms, 365d]: below, a timer fires so often it freezes the event loop;
+#: above, it overflows the timeouts of threading and asyncio.
+MIN_DURATION_SECONDS = 0.001
+MAX_DURATION_SECONDS = 365 * 86400.0
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from a Prometheus-style duration ("30s", "5m", "1h30m", "500ms") or a number."""
     if isinstance(value, bool):
@@ -55,9 +61,26 @@ def parse_duration(value: Any) -> float:
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_RE.findall(value))
     else:
         raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h30m, 500ms)")
-    if not math.isfinite(seconds) or seconds <= 0:
+    if math.isnan(seconds) or seconds <= 0:
         raise ValueError("a duration must be positive")
+    if math.isinf(seconds):
+        raise ValueError(f"a duration that long is out of range {_in_one_unit(MIN_DURATION_SECONDS)} "
+                         f"to {_in_one_unit(MAX_DURATION_SECONDS)}")
+    _check_range(seconds, MIN_DURATION_SECONDS, MAX_DURATION_SECONDS)
     return seconds
+
+
+def _check_range(seconds: float, minimum: float, maximum: float) -> None:
+    if not minimum <= seconds <= maximum:
+        raise ValueError(f"{_in_one_unit(seconds)} is out of range {_in_one_unit(minimum)} to {_in_one_unit(maximum)}")
+
+
+def _in_one_unit(seconds: float) -> str:
+    """1w, 365d, 10ms: a bound as people write it (format_duration would say 52w1d)."""
+    for unit in ("w", "d", "h", "m", "s"):
+        if seconds >= _UNIT_SECONDS[unit] and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds / _UNIT_SECONDS[unit]:g}{unit}"
+    return f"{seconds * 1000:g}ms"
 
 
 def format_duration(seconds: float) -> str:
@@ -76,6 +99,150 @@ def format_duration(seconds: float) -> str:
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 
 
+def bounded_duration(minimum: float, maximum: float) -> Any:
+    """A Duration type that only accepts [minimum, maximum] seconds."""
+
+    def check(seconds: float) -> float:
+        _check_range(seconds, minimum, maximum)
+        return seconds
+
+    return Annotated[Duration, AfterValidator(check)]
+
+
+#: Limits of what a hand-written config may contain. Each is far beyond any real file and far
+#: below what would freeze the process: the loader runs on the exporter's event loop at SIGHUP.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64
+#: Nodes after expanding every alias; an alias may repeat a value, never multiply a file
+#: ("billion laughs": 400 bytes that expand to gigabytes).
+MAX_EXPANDED_NODES = 100_000
+MAX_NUMBER_DIGITS = 64
+_INT_OR_FLOAT_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+#: C0 controls other than tab, LF and CR, DEL and C1 controls: never meant in a config value
+#: (a NUL or an escape sequence written as "\x1b" in a double-quoted string).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class _Problem(Exception):
+    """Raised inside the loader with the 1-based line it concerns."""
+
+    def __init__(self, line: int | None, message: str):
+        self.line, self.message = line, message
+        super().__init__(message)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit: its composer recurses once per level, so a
+    deep document would otherwise end in RecursionError."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Problem(self.peek_event().start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_tree(root: yaml.Node) -> None:
+    """Refuse what pydantic and the line mapping must never see: duplicate keys, aliases that
+    refer to themselves or multiply the document, huge numbers and control characters.
+
+    Walks every distinct node once (aliases share nodes), so it costs O(file size).
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def expanded(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise _Problem(node.start_mark.line + 1, "an alias refers to the value that contains it")
+        in_progress.add(key)
+        line = node.start_mark.line + 1
+        total = 1
+        if isinstance(node, yaml.ScalarNode):
+            _check_scalar(node, line)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(expanded(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    name = key_node.value
+                    if (key_node.tag, name) in first_line:
+                        raise _Problem(key_node.start_mark.line + 1,
+                                       f"duplicate key {name!r} (first at line {first_line[key_node.tag, name]}); "
+                                       "YAML keeps only one of them")
+                    first_line[key_node.tag, name] = key_node.start_mark.line + 1
+                total += expanded(key_node) + expanded(value_node)
+        in_progress.discard(key)
+        if total > MAX_EXPANDED_NODES:
+            raise _Problem(line, f"more than {MAX_EXPANDED_NODES} values once aliases are expanded; "
+                                 "an alias may repeat a value, not multiply the file")
+        sizes[key] = total
+        return total
+
+    expanded(root)
+
+
+def _check_scalar(node: yaml.ScalarNode, line: int) -> None:
+    value = node.value
+    if node.tag in _INT_OR_FLOAT_TAGS and len(value) > MAX_NUMBER_DIGITS:
+        raise _Problem(line, f"a number of {len(value)} characters (at most {MAX_NUMBER_DIGITS})")
+    if (bad := _CONTROL_RE.search(value)) is not None:
+        raise _Problem(line, f"control character U+{ord(bad.group()):04X} in a value")
+
+
+def _decode(path: str | Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(path, [(line, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8")]) from None
+
+
+def _read(path: str | Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(path, [(None, "", f"cannot read file: {e.strerror or e}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(path, [(None, "", f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; not a config file")])
+    return _decode(path, raw)
+
+
+def _parse(path: str | Path, text: str) -> tuple[Any, yaml.Node | None]:
+    loader = None
+    try:
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_tree(node)
+        return loader.construct_document(node), node
+    except _Problem as e:
+        raise ConfigError(path, [(e.line, "", e.message)]) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise ConfigError(path, [(mark.line + 1 if mark else None, "", f"invalid YAML: {e.problem or e.context}")]) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, most controls)
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(path, [(line, "", f"invalid YAML: character U+{e.character:04X} is not allowed")]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(path, [(None, "", f"invalid YAML: {e}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 def _marks(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
     out.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -89,22 +256,18 @@ def _marks(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
 
 
 def load_yaml(path: str | Path, text: str | None = None) -> tuple[Any, dict[Loc, int]]:
-    """Parse YAML and return (data, line of every key path). Syntax errors become ConfigError."""
-    try:
-        text = Path(path).read_text(encoding="utf-8") if text is None else text
-    except OSError as e:
-        raise ConfigError(path, [(None, "", f"cannot read file: {e.strerror or e}")]) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise ConfigError(path, [(line, "", f"invalid YAML: {e.problem}")]) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(path, [(None, "", f"invalid YAML: {e}")]) from None
+    """Parse YAML and return (data, line of every key path).
+
+    Everything that is not a plain config (syntax errors, invalid UTF-8, duplicate keys, alias
+    bombs, deep nesting, huge numbers, control characters, an empty file) is a ConfigError with
+    the line it concerns, never another exception.
+    """
+    text = _read(path) if text is None else text
+    data, node = _parse(path, text)
+    if node is None:
+        raise ConfigError(path, [(1, "", "the file is empty (no YAML document)")])
     marks: dict[Loc, int] = {}
-    if node is not None:
-        _marks(node, (), marks)
+    _marks(node, (), marks)
     return data, marks
 
 

@@ -48,7 +48,7 @@ def test_a_hung_target_delays_neither_other_targets_nor_metrics(start_exporter, 
     exporter = start_exporter(
         "http:\n"
         f"  - {{name: hung, service: portfolio, url: 'http://127.0.0.1:{silent_listener.port}/', interval: 10s, timeout: 8s}}\n"
-        "backup:\n" + backup_target("fast", backup_dir(tmp_path), "500ms"))
+        "backup:\n" + backup_target("fast", backup_dir(tmp_path), "1s"))
     exporter.wait_for_probe("fast")
     # The hung probe cannot end before its 8 s timeout; meanwhile the fast target completes
     # several more probes and /metrics serves them, with no series of the hung one yet.

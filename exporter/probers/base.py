@@ -21,13 +21,18 @@ from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 from cryptography import x509
 from pydantic import Field, model_validator
 
-from stackprobe.configsource import Duration, StrictModel
+from stackprobe.configsource import StrictModel, bounded_duration
 
 from .. import metrics
 
 R = TypeVar("R")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+#: An interval below 1 s burns a core on one target; above a week nobody sees the result.
+Interval = bounded_duration(1.0, 7 * 86400.0)
+#: Below 10 ms no probe can finish (a loopback TCP connect alone takes most of that under load).
+Timeout = bounded_duration(0.01, 7 * 86400.0)
 
 
 class TargetConfig(StrictModel):
@@ -39,8 +44,8 @@ class TargetConfig(StrictModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique target name; the `target` label.")
     service: str = Field(pattern=NAME_PATTERN, description="The service (playbook) the target belongs to; the `service` label.")
-    interval: Duration | None = Field(None, description="How often to probe (default per prober).")
-    timeout: Duration | None = Field(None, description="Give up on a probe after this long (default per prober, at most the interval).")
+    interval: Interval | None = Field(None, description="How often to probe (default per prober); 1s to 1w.")
+    timeout: Timeout | None = Field(None, description="Give up on a probe after this long (default per prober, at most the interval); at least 10ms.")
 
     @model_validator(mode="after")
     def _defaults(self) -> "TargetConfig":
