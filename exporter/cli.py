@@ -80,8 +80,7 @@ def main(ctx: click.Context) -> None:
               help="HOST:PORT to serve on; ':PORT' listens on all interfaces. 18947 is outside the "
                    "9100-9999 range of Prometheus' exporter port allocations.")
 @click.option("--web.config.file", "web_config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters. Re-read when it or "
-                   "its certificate files change, so rotations and removed users take effect without a restart.")
+              help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters.")
 @click.option("--log.level", "log_level", type=click.Choice(list(logs.LEVELS)), default="info",
               show_default=True, help="Least severe log level to print.")
 @click.option("--log.format", "log_format", type=click.Choice(logs.FORMATS), default="logfmt",
