@@ -18,7 +18,7 @@ from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config
 from stackprobe.exporter.webconfig import load_web_config
 from stackprobe.rules import cli as rules_cli
-from stackprobe.rules.catalogue import DEFAULT_DIRECTORY, load_catalogue
+from stackprobe.rules.spec import DEFAULT_DIRECTORY, load_catalogue
 
 from fixtures.exporter import parse_scrape
 from fixtures.net import free_port, wait_for_port, wait_until
