@@ -2,9 +2,11 @@
 
 The pipeline, one way: rules/spec.py loads and validates the catalogue, rules/model.py resolves
 it once, and every output comes from one emitter, `(model) -> {path relative to --out: content}`,
-listed once in EMITTERS (rules/emit/*, grafana/provisioning.py). `build` renders everything in memory, then replaces files atomically; a bad
-catalogue (exit 2) or any failure writes nothing. `check` renders into memory and compares with
-what is on disk, exiting 1 with a unified diff when the committed files are stale.
+listed once in EMITTERS (rules/emit/*, grafana/provisioning.py). `build` renders everything in
+memory, checks it (rules/verify.py), then replaces files atomically; a bad catalogue or an
+invalid output (exit 2, at the catalogue's file:line) or any failure writes nothing. `check`
+renders and checks the same way and compares with what is on disk, exiting 1 with a unified
+diff when the committed files are stale.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import click
 from stackprobe.configsource import ConfigError
 from stackprobe.grafana import provisioning as grafana_provisioning
 
+from . import verify
 from .emit import alertmanager, prometheus, promtests
 from .model import Model, resolve
 from .spec import load_catalogue
@@ -75,8 +78,18 @@ def on_disk(root: Path, dirs: set[str]) -> dict[str, str]:
     return found
 
 
+#: Mode of a new generated file (mkstemp's 0600 would hide rules from a Prometheus running as
+#: another user); a replaced file keeps its own mode.
+NEW_FILE_MODE = 0o644
+
+
 def write(root: Path, outputs: dict[str, str]) -> tuple[list[str], list[str]]:
-    """Write changed files via temp file + os.replace and delete stale ones; returns (written, removed)."""
+    """Write changed files and delete stale ones; returns (written, removed).
+
+    Every changed file is first written in full to a temporary file next to it and flushed to
+    disk; only when all of them are there does each replace its target (os.replace, atomic on
+    POSIX), so a failure or a crash leaves every file either old or new, never half-written.
+    """
     current = on_disk(root, managed_dirs(list(outputs)))
     temps: list[tuple[Path, Path]] = []
     try:
@@ -86,9 +99,12 @@ def write(root: Path, outputs: dict[str, str]) -> tuple[list[str], list[str]]:
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            temps.append((Path(tmp), target))
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(text)
-            temps.append((Path(tmp), target))
+                f.flush()
+                os.fchmod(f.fileno(), target.stat().st_mode & 0o7777 if target.exists() else NEW_FILE_MODE)
+                os.fsync(f.fileno())
     except BaseException:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
@@ -98,7 +114,18 @@ def write(root: Path, outputs: dict[str, str]) -> tuple[list[str], list[str]]:
     stale = sorted(set(current) - set(outputs))
     for rel in stale:
         (root / rel).unlink()
+    for directory in {t.parent for _, t in temps} | {(root / rel).parent for rel in stale}:
+        _fsync_dir(directory)
     return [str(t.relative_to(root)) for _, t in temps], stale
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames in a directory durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def diff(root: Path, outputs: dict[str, str]) -> str:
@@ -123,6 +150,17 @@ def _load(path: Path | None) -> Model:
     except ConfigError as e:
         click.echo(f"gen-rules: invalid catalogue:\n{e}", err=True)
         sys.exit(2)
+
+
+def _verified(model: Model, formats: tuple[str, ...]) -> dict[str, str]:
+    """Render and verify; exit 2 at the catalogue's file:line when an output would be invalid."""
+    outputs = render(model, formats)
+    try:
+        verify.check(model, outputs)
+    except ConfigError as e:
+        click.echo(f"gen-rules: the catalogue would generate invalid files (nothing written):\n{e}", err=True)
+        sys.exit(2)
+    return outputs
 
 
 _catalogue_option = click.option(
@@ -151,8 +189,12 @@ main.add_command(make_command(_load, DEFAULT_DIRECTORY))
 @_format_option
 def build(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...]) -> None:
     """Write every generated file under --out (nothing is written if anything fails)."""
-    outputs = render(_load(catalogue_dir), formats)
-    written, removed = write(out, outputs)
+    outputs = _verified(_load(catalogue_dir), formats)
+    try:
+        written, removed = write(out, outputs)
+    except OSError as e:
+        click.echo(f"gen-rules: cannot write under {out}: {e} (no file was replaced)", err=True)
+        sys.exit(1)
     click.echo(f"gen-rules: {len(outputs)} files, {len(written)} written, {len(removed)} stale removed")
 
 
@@ -167,7 +209,7 @@ def check(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...], playb
     """Exit 1 with a diff when the files under --out differ from what `build` would write, or when
     a playbook drifted from its ledger (file:line and the quote of each difference)."""
     catalogue = _load(catalogue_dir)
-    delta = diff(out, render(catalogue, formats))
+    delta = diff(out, _verified(catalogue, formats))
     problems, counts = verify_playbooks(catalogue, catalogue_dir or DEFAULT_DIRECTORY,
                                         playbooks or default_playbooks(out))
     if delta:

@@ -9,6 +9,7 @@ Prometheus will produce, which the generated promtool tests expect.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -100,9 +101,13 @@ def format_value(unit: str, v: float) -> str:
     return UNIT_FORMATS[unit].python(v)
 
 
+_OPENING_BRACE = re.compile(r"\{(?=\{|$)")
+
+
 def escape(text: str) -> str:
-    """Literal text inside a Go template: `{{` becomes an action printing `{{`."""
-    return text.replace("{{", '{{ "{{" }}')
+    """Literal text inside a Go template: a `{` that could start an action (followed by `{`,
+    or last, before a `{{ $labels... }}` part) becomes an action printing `{`."""
+    return _OPENING_BRACE.sub('{{ "{" }}', text)
 
 
 @dataclass(frozen=True)

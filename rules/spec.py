@@ -20,14 +20,17 @@ Conventions the data follows (and the model relies on):
 
 from __future__ import annotations
 
+import math
 import re
 import string
-from collections.abc import Mapping
+import zoneinfo
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, field_validator
+import promql_parser
+from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from stackprobe.configsource import (
     ConfigError,
@@ -57,6 +60,12 @@ ID = r"^[a-z][a-z0-9_]*$"
 SERVICE_ID = r"^[a-z][a-z0-9-]*$"
 RECORD = r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+:[a-zA-Z0-9_]+$"
 LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+#: Indicator params are metric names, label names or simple regexes (`5..|429`) substituted into
+#: PromQL anywhere, inside strings or not: nothing that could end a string or a selector.
+PARAM = r"^[A-Za-z0-9_:.|*+?^$-]+$"
+
+LabelName = Annotated[str, Field(pattern=LABEL)]
+ParamValue = Annotated[str, Field(pattern=PARAM)]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_DIRECTORY = PACKAGE_DIR / "catalogue"
@@ -68,15 +77,30 @@ def _for_duration(value: Any) -> float:
 
 
 def _threshold(value: Any) -> float:
-    """A number, `99.9%` (a ratio), or a duration such as `500ms` or `24h` (seconds)."""
+    """A finite number, `99.9%` (a ratio), or a duration such as `500ms` or `24h` (seconds)."""
     if isinstance(value, str):
         text = value.strip()
         if text.endswith("%"):
-            return float(text[:-1]) / 100
-        return parse_duration(text)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                number = float(text[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"{value!r} is not a percentage") from None
+        else:
+            number = parse_duration(text)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{value!r} is not a threshold (a number, `99.9%` or a duration like `500ms`)")
-    return float(value)
+    else:
+        number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _written_as(value: Any) -> str:
+    """How a threshold was written: `percent` (`85%`), `duration` (`24h`) or `number`."""
+    if isinstance(value, str):
+        return "percent" if value.strip().endswith("%") else "duration"
+    return "number"
 
 
 ForDuration = Annotated[float, BeforeValidator(_for_duration)]
@@ -115,8 +139,8 @@ class Indicator(StrictModel):
     provider: Provider
     description: str
     metrics: list[str] = Field(min_length=1, description="Raw metric names the expr reads (may use ${param}).")
-    labels: list[str] = Field(description="Labels the recorded series keep (`service` always first).")
-    params: dict[str, str] = Field({}, description="External providers: metric names etc., overridable per service.")
+    labels: list[LabelName] = Field(description="Labels the recorded series keep (`service` always first).")
+    params: dict[str, ParamValue] = Field({}, description="External providers: metric names etc., overridable per service.")
     window: Duration | None = Field(None, description="The range the expr already averages over; None for gauges.")
     liveness: bool = Field(False, description="A down target inhibits the other alerts of that target.")
     fixture: list[FixtureSeries] = Field(min_length=1)
@@ -129,6 +153,18 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
     return string.Template(text).substitute(values)
 
 
+def selected_metrics(expr: str) -> set[str]:
+    """The metric names an expression selects (ValueError when it is not valid PromQL)."""
+    names: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
 class IndicatorFile(StrictModel):
     indicators: dict[str, Indicator]
 
@@ -138,8 +174,16 @@ class IndicatorFile(StrictModel):
 # --------------------------------------------------------------------------------------------
 
 class TimeRange(StrictModel):
-    start_time: str = Field(pattern=r"^\d\d:\d\d$")
-    end_time: str = Field(pattern=r"^\d\d:\d\d$")
+    """Alertmanager's `HH:MM` range within a day (24:00 allowed as an end), start before end."""
+
+    start_time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end_time: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.end_time <= self.start_time:
+            raise ValueError(f"end_time {self.end_time} must come after start_time {self.start_time}")
+        return self
 
 
 WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
@@ -153,6 +197,17 @@ class TimeInterval(StrictModel):
     days_of_month: list[str] = []
     months: list[str] = []
     location: str = "UTC"
+
+    @field_validator("location")
+    @classmethod
+    def _known_zone(cls, location: str) -> str:
+        """Alertmanager loads the zone at start-up and refuses the config when it does not exist."""
+        if location != "Local":
+            try:
+                zoneinfo.ZoneInfo(location)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{location!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        return location
 
     @field_validator("weekdays")
     @classmethod
@@ -203,8 +258,8 @@ class Routing(StrictModel):
 
     runbook_base_url: str
     global_: dict[str, Any] = Field({}, alias="global")
-    group_by: list[str]
-    receivers: dict[str, dict[str, Any]]
+    group_by: list[Annotated[str, Field(pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*|\.\.\.)$")]]
+    receivers: dict[str, dict[Annotated[str, Field(pattern=r"^[a-z]+_configs$")], list[dict[str, Any]]]]
     priorities: dict[Priority, PriorityPolicy]
     time_intervals: dict[str, list[TimeInterval]] = {}
 
@@ -223,6 +278,20 @@ class Tier(StrictModel):
     priority: Priority | None = None
     #: Where this tier's number came from, when it is not the KPI's own section.
     source: SourceField | None = None
+    _written_as: str = PrivateAttr("number")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_notation(cls, data: Any, handler: Callable[[Any], Tier]) -> Tier:
+        """Keep how the threshold was written, so the loader can check it against the unit."""
+        tier = handler(data)
+        if isinstance(data, Mapping):
+            tier._written_as = _written_as(data.get("threshold"))
+        return tier
+
+    @property
+    def written_as(self) -> str:
+        return self._written_as
 
 
 class KPI(StrictModel):
@@ -234,7 +303,7 @@ class KPI(StrictModel):
     title: str
     description: str
     indicator: str | None = None
-    match: dict[str, str] = Field({}, description="Equality label matchers narrowing the indicator's series.")
+    match: dict[LabelName, str] = Field({}, description="Equality label matchers narrowing the indicator's series.")
     comparison: Comparison | None = None
     target: Tier | None = None
     warning: Tier | None = None
@@ -260,8 +329,8 @@ class KPI(StrictModel):
 class ExporterBinding(StrictModel):
     """Where a service's series of an external exporter are: label matchers and metric names."""
 
-    match: dict[str, str] = Field(min_length=1, description="Equality label matchers selecting the service's series.")
-    params: dict[str, str] = {}
+    match: dict[LabelName, str] = Field(min_length=1, description="Equality label matchers selecting the service's series.")
+    params: dict[str, ParamValue] = {}
 
 
 class MaintenanceWindow(StrictModel):
@@ -402,11 +471,18 @@ def _load_indicators(path: Path, where: dict[tuple[str, ...], Where]) -> dict[st
         if ind.provider != "stackprobe" and "${match}" not in ind.expr:
             problems.add(loc + ("expr",), "external indicators must select the service's series with ${match}")
         try:
-            substitute(ind.expr, dict(ind.params, match=""))
-            for m in ind.metrics:
-                substitute(m, ind.params)
+            expr = substitute(ind.expr, dict(ind.params, match='service="example"'))
+            metrics = {substitute(m, ind.params) for m in ind.metrics}
         except (KeyError, ValueError) as e:
             problems.add(loc + ("expr",), f"unknown or malformed placeholder {e}")
+        else:
+            try:
+                selected = selected_metrics(expr)
+            except ValueError as e:
+                problems.add(loc + ("expr",), f"not valid PromQL: {e}")
+            else:
+                if selected != metrics:
+                    problems.add(loc + ("metrics",), f"the expr reads {sorted(selected)}, not {sorted(metrics)}")
         if ind.record in records:
             problems.add(loc + ("record",), f"record {ind.record!r} is also used by indicator {records[ind.record]!r}")
         records[ind.record] = iid
@@ -460,6 +536,24 @@ def _check_service(service: Service, indicators: dict[str, Indicator], problems:
         _check_kpi(kpi, indicators, loc, problems)
 
 
+#: Units whose values are never negative.
+NON_NEGATIVE_UNITS = ("s", "d", "bytes", "reqps")
+
+
+def _unit_problem(tier: Tier, ind: Indicator) -> str | None:
+    """Why a threshold cannot be in the indicator's unit, or None."""
+    if tier.written_as == "percent" and ind.unit != "percentunit":
+        return f"a percentage, but indicator {ind.id!r} is in {ind.unit!r}, not a ratio"
+    if tier.written_as == "duration" and ind.unit != "s":
+        hint = " (write days as a number, e.g. 30)" if ind.unit == "d" else ""
+        return f"a duration, but indicator {ind.id!r} is in {ind.unit!r}, not seconds{hint}"
+    if ind.unit == "percentunit" and not 0 <= tier.threshold <= 1:
+        return f"{tier.threshold:g} is not a ratio; write e.g. `80%` or 0.8"
+    if ind.unit in NON_NEGATIVE_UNITS and tier.threshold < 0:
+        return f"{tier.threshold:g} is negative; indicator {ind.id!r} ({ind.unit}) never is"
+    return None
+
+
 def _check_kpi(kpi: KPI, indicators: dict[str, Indicator], loc: Loc, problems: _Problems) -> None:
     if not kpi.alertable:
         if not kpi.not_alertable_reason:
@@ -488,8 +582,8 @@ def _check_kpi(kpi: KPI, indicators: dict[str, Indicator], loc: Loc, problems: _
     if not tiers and not kpi.burn_rate:
         problems.add(loc, "an alertable KPI needs at least one tier (target, warning or critical)")
     for name, tier in tiers:
-        if ind.unit == "percentunit" and not 0 <= tier.threshold <= 1:
-            problems.add(loc + (name, "threshold"), f"{tier.threshold:g} is not a ratio; write e.g. `80%` or 0.8")
+        if problem := _unit_problem(tier, ind):
+            problems.add(loc + (name, "threshold"), problem)
         if tier.for_ is None and kpi.for_ is None and not (name == "target" and kpi.burn_rate):
             problems.add(loc + (name, "for"), "set `for` on the tier or on the KPI (and say why in notes)")
     # Milder tiers must fire first: for `above`, target <= warning <= critical.

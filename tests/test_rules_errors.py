@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import stat
 from pathlib import Path
 
+import promql_parser
 import pytest
+import yaml
 from click.testing import CliRunner
 
+from fixtures.promtools import run
 from stackprobe.rules import cli
-from stackprobe.rules.spec import DEFAULT_DIRECTORY
+from stackprobe.rules import model as model_module
+from stackprobe.rules.spec import DEFAULT_DIRECTORY, PACKAGE_DIR
 
 GOOD_KPI = """\
   - id: cache_hit_ratio
@@ -123,3 +128,202 @@ def test_a_maintenance_window_alertmanager_would_reject_is_caught_at_load(dirs):
     assert result.exit_code == 2, result.output
     assert "maintenance[0].intervals[0].weekdays: " in result.output and "the week starts on sunday" in result.output
     assert not out.exists()
+
+
+# --- gen-rules refuses what would generate wrong rules (issue 14, item 6) ------------------------
+
+INJECTION = 'x"} or vector(1) or up{a="'
+
+
+def _rules(out: Path, service: str = "shop") -> dict:
+    return yaml.safe_load((out / "rules" / "generated" / f"{service}.rules.yml").read_text())
+
+
+def _alert(out: Path, name: str) -> dict:
+    return next(r for g in _rules(out)["groups"] for r in g["rules"] if r.get("alert") == name)
+
+
+def test_a_match_value_stays_a_label_value(dirs, promtool):
+    """`… or vector(1)` in a KPI match used to become part of the query: an alert that always fires."""
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI.replace("    comparison: below\n",
+                                                                       f"    match: {{target: '{INJECTION}'}}\n    comparison: below\n")))
+    assert build(catalogue, out).exit_code == 0
+    expr = promql_parser.parse(_alert(out, "ShopCacheHitRatioWarning")["expr"])
+    assert isinstance(expr, promql_parser.BinaryExpr) and isinstance(expr.lhs, promql_parser.VectorSelector)
+    assert {(m.name, m.value) for m in expr.lhs.matchers.matchers} == {("service", "shop"), ("target", INJECTION)}
+    assert isinstance(expr.rhs, promql_parser.NumberLiteral)
+    # The generated unit tests feed series with that very label value: the alert fires on them only.
+    tests = out / "rules" / "generated" / "tests"
+    result = run(promtool, "test", "rules", "shop.test.yml", cwd=tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_catalogue_text_is_never_run_as_a_template(dirs, promtool):
+    """A title with `{{ query "up" }}` used to be executed by Prometheus; now it is shown as text."""
+    catalogue, out = dirs
+    title = 'Cache {{ query "up" }} rate {'
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI.replace("title: Cache hit rate", f"title: '{title}'")))
+    assert build(catalogue, out).exit_code == 0
+    summary = _alert(out, "ShopCacheHitRatioWarning")["annotations"]["summary"]
+    assert "{{ query" not in summary and '{{ "{" }}' in summary
+    tests = yaml.safe_load((out / "rules" / "generated" / "tests" / "shop.test.yml").read_text())
+    expected = [a["exp_annotations"] for t in tests["tests"] for c in t["alert_rule_test"] for a in c["exp_alerts"]
+                if c["alertname"] == "ShopCacheHitRatioWarning"]
+    assert expected and all(e["summary"] == f"Shop: {title} below 85%" for e in expected)
+    # promtool renders the annotations as Prometheus does and compares them with that text.
+    result = run(promtool, "test", "rules", "shop.test.yml", cwd=out / "rules" / "generated" / "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _indicators_with(old: str, new: str) -> str:
+    text = (PACKAGE_DIR / "indicators.yaml").read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize("old, new, field, message", [
+    ("expr: min by (service, target) (stackprobe_redis_up)", "expr: min by (service, target (stackprobe_redis_up)",
+     "indicators.redis_up.expr", "not valid PromQL"),
+    ("expr: max by (service, target, key) (stackprobe_redis_key_length)", "expr: max by (service, target, key) (",
+     "indicators.redis_key_length.expr", "not valid PromQL"),
+    ("expr: max by (service, target, key) (stackprobe_redis_key_length)",
+     "expr: max by (service, target, key) (stackprobe_redis_key_length) + on() group_left stackprobe_redis_up",
+     "indicators.redis_key_length.metrics", "the expr reads ['stackprobe_redis_key_length', 'stackprobe_redis_up']"),
+])
+def test_invalid_promql_in_the_indicator_library_is_caught_at_load(dirs, old, new, field, message):
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI))
+    text = _indicators_with(old, new)
+    (catalogue / "indicators.yaml").write_text(text)
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    line = _line_of(text, new) + (4 if field.endswith(".metrics") else 0)  # `metrics:` is 4 lines below `expr:`
+    assert f"{catalogue / 'indicators.yaml'}:{line}: {field}: " in result.output and message in result.output, result.output
+    assert not out.exists()
+
+
+def test_a_params_value_cannot_break_out_of_its_string(dirs):
+    catalogue, out = dirs
+    kpi = GOOD_KPI.replace("indicator: redis_cache_hit_ratio", "indicator: app_error_ratio").replace(
+        "comparison: below", "comparison: above").replace("85%", "1%").replace("70%", "5%")
+    (catalogue / "shop.yaml").write_text(
+        service_yaml(kpi) + f"exporters:\n  application:\n    match: {{service: shop}}\n"
+        f"    params: {{error_status: '{INJECTION}'}}\n")
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    assert "shop.yaml:19: exporters.application.params.error_status: " in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("old, new, field, message", [
+    ("      location: UTC", "      location: Mars/Olympus", "time_intervals.business-hours[0].location",
+     "'Mars/Olympus' is not an IANA time zone"),
+    ("times: [{start_time: '09:00', end_time: '18:00'}]", "times: [{start_time: '18:00', end_time: '09:00'}]",
+     "time_intervals.business-hours[0].times[0]", "end_time 09:00 must come after start_time 18:00"),
+    ("group_by: [alertname, service, kpi]", "group_by: [alertname, service-name]", "group_by[1]", "should match pattern"),
+    ("  weekly-summary:\n    email_configs:", "  weekly-summary:\n    email:", "receivers.weekly-summary.email", "should match pattern"),
+])
+def test_routing_alertmanager_would_reject_is_caught_at_load(dirs, old, new, field, message):
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI))
+    text = (DEFAULT_DIRECTORY / "routing.yaml").read_text()
+    assert old in text
+    (catalogue / "routing.yaml").write_text(text.replace(old, new))
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    assert f"routing.yaml:" in result.output and f": {field}: " in result.output and message in result.output, result.output
+    assert not out.exists()
+
+
+def test_routing_amtool_rejects_is_refused_before_writing(dirs, amtool):
+    """What only Alertmanager knows (here: a Slack receiver with both api_url and api_url_file)."""
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI))
+    text = (DEFAULT_DIRECTORY / "routing.yaml").read_text()
+    old = "channel: '#incidents'"
+    (catalogue / "routing.yaml").write_text(text.replace(old, old + "\n        api_url: https://hooks.example.com/x"))
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    line = _line_of(text, "receivers:")
+    assert f"{catalogue / 'routing.yaml'}:{line}: receivers: amtool check-config rejects" in result.output, result.output
+    assert "at most one of api_url & api_url_file" in result.output
+    assert not out.exists()
+
+
+CERT_KPI = """\
+  - id: cert_expiry
+    title: Certificate expiry
+    description: Days left.
+    indicator: cert_days_left
+    comparison: below
+    warning: {threshold: 30, for: 1h}
+    priority: P2
+    area: certificates
+    source: Key Metrics
+"""
+
+
+@pytest.mark.parametrize("kpi, threshold, message", [
+    # NaN used to crash the dashboards (traceback, exit 1); infinities compiled into rules.
+    (CERT_KPI, ".nan", "nan is not a finite number"),
+    (CERT_KPI, "-.inf", "-inf is not a finite number"),
+    (CERT_KPI, "infinity%", "'infinity%' is not a finite number"),
+    # `30d` for a KPI counted in days used to become 2,592,000 days.
+    (CERT_KPI, "30d", "a duration, but indicator 'cert_days_left' is in 'd', not seconds (write days as a number, e.g. 30)"),
+    (CERT_KPI, "30%", "a percentage, but indicator 'cert_days_left' is in 'd'"),
+    (CERT_KPI, "-1", "-1 is negative"),
+    (GOOD_KPI, "30m", "a duration, but indicator 'redis_cache_hit_ratio' is in 'percentunit'"),
+])
+def test_thresholds_must_be_finite_and_in_the_unit(dirs, kpi, threshold, message):
+    catalogue, out = dirs
+    old = "threshold: 30," if kpi is CERT_KPI else "threshold: 85%,"
+    (catalogue / "shop.yaml").write_text(service_yaml(kpi.replace(old, f"threshold: {threshold},")))
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    assert "shop.yaml:11: kpis[0].warning.threshold: " in result.output and message in result.output, result.output
+    assert not out.exists()
+
+
+def test_every_generated_rule_is_parsed_before_anything_is_written(dirs, monkeypatch):
+    """Defence in depth: a rule the model got wrong is refused at its KPI's line, nothing written."""
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI))
+    monkeypatch.setattr(model_module.KPI, "op", property(lambda self: "<<"))
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    assert f"{catalogue / 'shop.yaml'}:6: kpis[0]: the generated rule ShopCacheHitRatioWarning is not valid PromQL" \
+        in result.output, result.output
+    assert not out.exists()
+
+
+def test_written_files_are_readable_by_others_and_keep_their_mode(dirs):
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI))
+    assert build(catalogue, out).exit_code == 0
+    rules = out / "rules" / "generated" / "shop.rules.yml"
+    assert stat.S_IMODE(rules.stat().st_mode) == 0o644  # mkstemp's 0600 would hide it from Prometheus
+    rules.chmod(0o640)
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI.replace("85%", "86%")))
+    assert build(catalogue, out).exit_code == 0
+    assert "0.86" in rules.read_text() and stat.S_IMODE(rules.stat().st_mode) == 0o640
+
+
+def test_a_failed_write_replaces_nothing(dirs):
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI))
+    assert build(catalogue, out).exit_code == 0
+    before = cli.on_disk(out, {"rules/generated"})
+    tests = out / "rules" / "generated" / "tests"
+    shutil.rmtree(tests)
+    tests.write_text("a file where a folder must be\n")
+    (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI.replace("85%", "86%")))
+    result = build(catalogue, out)
+    assert result.exit_code == 1 and "gen-rules: cannot write" in result.output, result.output
+    after = cli.on_disk(out, {"rules/generated"})
+    assert {k: v for k, v in after.items() if "tests" not in k} == {k: v for k, v in before.items() if "tests/" not in k}
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
