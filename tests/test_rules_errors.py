@@ -202,7 +202,9 @@ def test_invalid_promql_in_the_indicator_library_is_caught_at_load(dirs, old, ne
     (catalogue / "indicators.yaml").write_text(text)
     result = build(catalogue, out)
     assert result.exit_code == 2, result.output
-    line = _line_of(text, new) + (4 if field.endswith(".metrics") else 0)  # `metrics:` is 4 lines below `expr:`
+    line = _line_of(text, new)
+    if field.endswith(".metrics"):  # the entry's `metrics:` line, below its expr
+        line += _line_of("\n".join(text.splitlines()[line:]), "metrics:")
     assert f"{catalogue / 'indicators.yaml'}:{line}: {field}: " in result.output and message in result.output, result.output
     assert not out.exists()
 
