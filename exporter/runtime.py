@@ -13,12 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-
 from stackprobe.configsource import ConfigError
 
 from . import config as config_mod
-from .collector import SnapshotCollector
+from .collector import MetricsPage
 from .config import Config
 from .scheduler import Scheduler
 from .server import ExporterApp, serve
@@ -42,10 +40,7 @@ class Exporter:
         self.scheduler = Scheduler(self.snapshot)
         self.reload_ok = True
         self.reload_success_at: float | None = None
-        self.registry = CollectorRegistry(auto_describe=False)
-        for collector in (ProcessCollector, PlatformCollector, GCCollector):
-            collector(registry=self.registry)
-        self.registry.register(SnapshotCollector(self.snapshot.results, self._state))
+        self.metrics_page = MetricsPage(self.snapshot, self._state)
         self.stopped = asyncio.Event()
         self.server = None
         #: Called with the bound port once the server listens (tests use it).
@@ -89,7 +84,7 @@ class Exporter:
         self.scheduler.apply(config)
         self.reload_success_at = time.time()
         self._log_loaded(config)
-        app = ExporterApp(self.registry, self.scheduler, loop, self.web_config)
+        app = ExporterApp(self.metrics_page, self.scheduler, loop, self.web_config)
         self.server = serve(app, self.listen_address)
         port = self.server.server_address[1]
         scheme = "https" if self.web_config and self.web_config.tls_server_config else "http"

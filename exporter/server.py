@@ -1,8 +1,8 @@
 """The exporter's HTTP side: /metrics, /probe, /-/healthy, /-/ready and the status page at /.
 
-A small threaded WSGI server (the one prometheus-client itself uses), so a slow scraper never
-blocks another. /metrics only reads the snapshot; /probe runs one configured target on the
-scheduler's event loop and waits for it. TLS and basic auth come from an exporter-toolkit
+A small threaded WSGI server, so a slow scraper never blocks another. /metrics only joins the
+exposition pieces stored with the snapshot's results (collector.MetricsPage); /probe runs one
+configured target on the scheduler's event loop and waits for it. TLS and basic auth come from an exporter-toolkit
 web-config file.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import html
 import logging
 import socket
@@ -21,14 +22,10 @@ from socketserver import ThreadingMixIn
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
-from prometheus_client.registry import Collector
-
 import stackprobe
 
-from .collector import render_results
+from .collector import TEXT, Format, MetricsPage, join, negotiate
 from .scheduler import Scheduler, probe_once
-from .snapshot import TargetResult
 from .webconfig import BasicAuth, WebConfig
 
 log = logging.getLogger("stackprobe.server")
@@ -36,29 +33,19 @@ log = logging.getLogger("stackprobe.server")
 StartResponse = Callable[..., object]
 
 
-class _ResultCollector(Collector):
-    """Renders exactly one probe result (the /probe response)."""
-
-    def __init__(self, result: TargetResult):
-        self._result = result
-
-    def collect(self):
-        yield from render_results([self._result]).in_declared_order()
-
-
 class ExporterApp:
     """The WSGI application; everything it needs is passed in, so tests can build one directly."""
 
-    def __init__(self, registry: CollectorRegistry, scheduler: Scheduler, loop: asyncio.AbstractEventLoop,
+    def __init__(self, metrics_page: MetricsPage, scheduler: Scheduler, loop: asyncio.AbstractEventLoop,
                  web_config: WebConfig | None = None):
+        self.metrics_page = metrics_page
         self.scheduler = scheduler
         self.loop = loop
         self.web_config = web_config or WebConfig()
         self.auth = BasicAuth(self.web_config.basic_auth_users)
-        self._metrics_app = make_wsgi_app(registry)
         self._routes = {
             "/": self._status_page,
-            "/metrics": self._metrics_app,
+            "/metrics": self._metrics,
             "/probe": self._probe,
             "/-/healthy": self._healthy,
             "/-/ready": self._ready,
@@ -92,6 +79,11 @@ class ExporterApp:
             return False
         return self.auth.check(user, password)
 
+    def _metrics(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
+        fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
+        compress = _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        return _exposition(environ, respond, fmt, self.metrics_page.body(fmt, gzip=compress), compress)
+
     def _healthy(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
         return _text(respond, "200 OK", "OK\n")
 
@@ -119,18 +111,30 @@ class ExporterApp:
         except TimeoutError:
             future.cancel()
             return _text(respond, "504 Gateway Timeout", f"probe of {name!r} did not finish\n")
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_ResultCollector(result))
         if (query.get("debug") or [""])[0].lower() == "true":
             body = "Logs for the probe:\n" + "\n".join(result.log) + "\n\nMetrics that would have been returned:\n"
-            return _text(respond, "200 OK", body + generate_latest(registry).decode())
-        environ = dict(environ, QUERY_STRING="")  # `target` must not be read as a name[] filter
-        return make_wsgi_app(registry)(environ, respond)
+            return _text(respond, "200 OK", body + join([result.pieces], TEXT).decode())
+        fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
+        body = join([result.pieces], fmt) + fmt.eof
+        compress = _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        return _exposition(environ, respond, fmt, gzip.compress(body) if compress else body, compress)
 
     def _status_page(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
         body = render_status_page(self.scheduler)
         respond("200 OK", [("Content-Type", "text/html; charset=utf-8")])
         return [body.encode()]
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    return "gzip" in (e.split(";")[0].strip() for e in accept_encoding.split(","))
+
+
+def _exposition(environ: dict, respond: StartResponse, fmt: Format, body: bytes, compressed: bool) -> list[bytes]:
+    headers = [("Content-Type", fmt.content_type), ("Content-Length", str(len(body)))]
+    if compressed:
+        headers.append(("Content-Encoding", "gzip"))
+    respond("200 OK", headers + [("Vary", "Accept, Accept-Encoding")])
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
 def _text(respond: StartResponse, status: str, body: str) -> list[bytes]:

@@ -1,9 +1,10 @@
-"""The latest completed result of every target: what /metrics renders.
+"""The latest completed result of every target: what /metrics serves.
 
-The scheduler publishes a new immutable `TargetResult` when a probe finishes; readers (the
-collector, the status page) only ever see whole results, never a probe half done, and never
-wait for a probe. Accumulating state (the error counters and the duration histograms) is carried
-from one result to the next, so counters stay monotonic across probes.
+The scheduler publishes a new immutable `TargetResult` when a probe finishes, its exposition
+lines rendered once then (`pieces`); readers (the /metrics page, the status page) only ever see
+whole results, never a probe half done, and never wait for a probe. Accumulating state (the
+error counters and the duration histograms) is carried from one result to the next, so counters
+stay monotonic across probes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from . import metrics
+from .collector import render_result
 from .probers.base import Labels, ProbeContext, TargetConfig
 
 
@@ -51,6 +53,8 @@ class TargetResult:
     log: tuple[str, ...] = ()
     errors: Mapping[str, int] = field(default_factory=dict)
     histograms: Mapping[str, Histogram] = field(default_factory=dict)
+    #: Family name -> this result's exposition lines, rendered once by completed().
+    pieces: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def completed(self, ctx: ProbeContext, *, success: bool, reason: str | None, message: str,
                   duration: float, finished_at: float) -> "TargetResult":
@@ -62,12 +66,13 @@ class TargetResult:
         for name, value in ctx.observations:
             hist = histograms.get(name) or Histogram.empty(metrics.family(name).buckets)
             histograms[name] = hist.observe(value)
-        return replace(
+        result = replace(
             self, success=success, reason=reason, message=message, duration=duration,
             finished_at=finished_at, last_success_at=finished_at if success else self.last_success_at,
             samples=MappingProxyType(dict(ctx.samples)), log=tuple(ctx.log_lines),
             errors=MappingProxyType(errors), histograms=MappingProxyType(histograms),
         )
+        return replace(result, pieces=MappingProxyType(render_result(result)))
 
 
 class Snapshot:
@@ -75,16 +80,20 @@ class Snapshot:
 
     def __init__(self) -> None:
         self._results: dict[str, TargetResult] = {}
+        #: Bumped by every change, so /metrics knows when its cached sections are stale.
+        self.version = 0
 
     def get(self, name: str) -> TargetResult | None:
         return self._results.get(name)
 
     def publish(self, result: TargetResult) -> None:
         self._results[result.target.name] = result
+        self.version += 1
 
     def retain(self, names: set[str]) -> None:
         """Forget targets removed from the config, so their series disappear from /metrics."""
         self._results = {n: r for n, r in self._results.items() if n in names}
+        self.version += 1
 
     def results(self) -> list[TargetResult]:
         return list(self._results.values())

@@ -19,10 +19,16 @@ import bcrypt
 import httpx
 import pytest
 import trustme
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
 
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import metrics
+from stackprobe.exporter.collector import OPENMETRICS, TEXT, MetricsPage, join
+from stackprobe.exporter.probers import PROBERS
 from stackprobe.exporter.probers.base import BlockingProber, ProbeContext, ProbeError, TargetConfig
+from stackprobe.exporter.shard import Shard
+from stackprobe.exporter.snapshot import Snapshot, TargetResult
 from stackprobe.exporter.webconfig import load_web_config
 
 from fixtures.exporter import parse_scrape
@@ -272,3 +278,79 @@ def test_a_key_that_does_not_match_its_certificate_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_web_config(path)
     assert f"{path}:1: tls_server_config: cannot use the certificate and key: KEY_VALUES_MISMATCH" in str(err.value)
+
+
+def _samples(families) -> set[tuple[str, frozenset, float]]:
+    """Every sample but the process_*/python_gc_* ones, which move between two scrapes."""
+    return {(s.name, frozenset(s.labels.items()), s.value) for fam in families for s in fam.samples
+            if not s.name.startswith(("process_", "python_gc_"))}
+
+
+def test_openmetrics_body_passes_the_openmetrics_parser_and_matches_the_text_body(start_exporter, tmp_path, http_server):
+    exporter = start_exporter(
+        "backup:\n" + backup_target("b", backup_dir(tmp_path), "1h") +
+        "http:\n"
+        f"  - {{name: h, service: portfolio, url: '{http_server.url}/json', interval: 1h, json_values: [{{path: count}}]}}\n")
+    exporter.wait_for_all()
+    accept = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"}
+    om = exporter.get("/metrics", headers=accept | {"Accept-Encoding": "identity"})
+    om_zipped = exporter.get("/metrics", headers=accept | {"Accept-Encoding": "gzip"})  # httpx gunzips it
+    text = exporter.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert om_zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in om.headers
+    parsed = _samples(openmetrics_families(om.text))  # raises on any OpenMetrics violation
+    assert parsed == _samples(openmetrics_families(om_zipped.text)) == _samples(text_string_to_metric_families(text.text))
+    names = {name for name, _, _ in parsed}
+    assert {"stackprobe_probe_errors_total", "stackprobe_http_request_duration_seconds_bucket",
+            "stackprobe_http_json_value", "stackprobe_backup_files", "stackprobe_build_info"} <= names
+    probed = exporter.get("/probe?target=h", headers=accept)
+    assert probed.headers["content-type"].startswith("application/openmetrics-text")
+    assert ("stackprobe_http_json_value", frozenset({("service", "portfolio"), ("target", "h"), ("path", "count")}), 3.0) \
+        in _samples(openmetrics_families(probed.text))
+
+
+def _backup_result(name: str, files: float, *, label_value: str = "x") -> TargetResult:
+    target = PROBERS["backup"].target_model(name=name, service="portfolio", path="/nonexistent", globs=["*"])
+    ctx = ProbeContext(target)
+    ctx.set("backup_files", files)
+    return TargetResult(target, "backup").completed(ctx, success=True, reason=None, message="", duration=0.1,
+                                                    finished_at=time.time())
+
+
+def test_each_scrape_joins_the_latest_results_and_caches_nothing_stale():
+    snapshot = Snapshot()
+    state = {"reload_ok": True, "reload_success_at": 1.0, "targets": {"backup": 2}, "shard": Shard()}
+    page = MetricsPage(snapshot, lambda: state)
+    snapshot.publish(_backup_result("one", 1))
+    snapshot.publish(_backup_result("two", 2))
+
+    def files(body: bytes) -> dict[str, float]:
+        return {s.labels["target"]: s.value for fam in text_string_to_metric_families(body.decode())
+                for s in fam.samples if s.name == "stackprobe_backup_files"}
+
+    for fmt in (TEXT, OPENMETRICS):
+        assert files(page.body(fmt)) == {"one": 1, "two": 2}
+    snapshot.publish(_backup_result("one", 5))  # only one target's result changes
+    for fmt in (TEXT, OPENMETRICS):
+        plain, zipped = page.body(fmt), gzip.decompress(page.body(fmt, gzip=True))
+        assert files(plain) == files(zipped) == {"one": 5, "two": 2}
+        # One HELP/TYPE per family, and the families in the declared order.
+        headers = [line.split()[2] for line in plain.decode().splitlines() if line.startswith("# TYPE stackprobe_")]
+        assert len(headers) == len(set(headers))
+        declared = [f.base_name if fmt is OPENMETRICS else f.name for f in metrics.FAMILIES]
+        assert headers == sorted(headers, key=declared.index)
+    snapshot.retain({"two"})
+    assert files(page.body(TEXT)) == files(gzip.decompress(page.body(TEXT, gzip=True))) == {"two": 2}
+
+
+def test_label_values_are_escaped_in_both_formats():
+    target = PROBERS["redis"].target_model(name="r", service="cache", url="redis://127.0.0.1:1/0")
+    ctx = ProbeContext(target)
+    awkward = 'queue "a"\\b\nc'
+    ctx.set("redis_key_length", 3, db="0", key=awkward, type="list")
+    result = TargetResult(target, "redis").completed(ctx, success=True, reason=None, message="", duration=0.1,
+                                                     finished_at=time.time())
+    page_text = join([result.pieces], TEXT).decode()
+    page_om = (join([result.pieces], OPENMETRICS) + OPENMETRICS.eof).decode()
+    for families in (text_string_to_metric_families(page_text), openmetrics_families(page_om)):
+        keys = {s.labels["key"] for fam in families for s in fam.samples if s.name == "stackprobe_redis_key_length"}
+        assert keys == {awkward}
