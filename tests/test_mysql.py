@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,6 +182,35 @@ def test_schema_names_are_parameters_not_sql(start_exporter, db, password_file):
     assert series(scrape, "stackprobe_mysql_table_size_bytes", "hostile") == {}
 
 
+def test_index_stats_are_reread_every_index_stats_interval(db, tmp_path, password_file):
+    """Between reads of information_schema.STATISTICS a probe exports the values last read."""
+    db.sql(f"CREATE TABLE {CAP}.cadence (id INT PRIMARY KEY, k INT, KEY k (k))")
+    db.sql(f"INSERT INTO {CAP}.cadence SELECT seq, seq % 10 FROM {GALLERY}.seq_1_to_1000")
+    db.sql(f"ANALYZE TABLE {CAP}.cadence")
+    path = tmp_path / "c.yaml"
+    path.write_text(config(target("hourly", db, password_file, schemas=[CAP]),
+                           target("always", db, password_file, schemas=[CAP], index_stats_interval="1ms")))
+    hourly, always = parse(path).targets
+    assert hourly.index_stats_interval == 3600  # the default
+
+    def probe(t) -> tuple[float, float]:
+        result = asyncio.run(probe_once(t, "mysql"))
+        assert result.success, result.message
+        value = {(n, dict(ls).get("index"), dict(ls).get("table")): v for (n, ls), v in result.samples.items()}
+        return value[("stackprobe_mysql_index_cardinality", "k", "cadence")], value[("stackprobe_mysql_index_stats_timestamp_seconds", None, None)]
+
+    before = {t.name: probe(t) for t in (hourly, always)}
+    db.sql(f"UPDATE {CAP}.cadence SET k = id")  # 1,000 distinct keys instead of 10
+    db.sql(f"ANALYZE TABLE {CAP}.cadence")
+    after = {t.name: probe(t) for t in (hourly, always)}
+    (expected,) = db.sql("SELECT CARDINALITY FROM information_schema.STATISTICS"
+                         " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'cadence' AND INDEX_NAME = 'k'", (CAP,))[0]
+    assert before["hourly"][0] == before["always"][0] < expected
+    assert after["always"][0] == expected and after["always"][1] > before["always"][1]
+    assert after["hourly"] == before["hourly"]  # the same values, read at the same time
+    db.sql(f"DROP TABLE {CAP}.cadence")
+
+
 def test_server_counters_equal_show_global_status(db, tmp_path, password_file):
     # One probe run directly (not on a schedule), so no other probe's connection is counted.
     path = tmp_path / "c.yaml"
@@ -245,9 +277,9 @@ def make_deadlock(server: MariaDB) -> None:
 
 def test_deadlock_fallback_reads_innodb_metrics(db):
     """MySQL 8 has no Innodb_deadlocks; the INNODB_METRICS fallback counts the same deadlocks."""
-    ctx = ProbeContext(mysql.MysqlTarget(name="x", service="gallery", user="root"))
-    with db.connect() as conn:
-        assert mysql.innodb_metrics_deadlocks(mysql.Session(conn, ctx)) == global_status(db, "Innodb_deadlocks")["Innodb_deadlocks"]
+    t = mysql.MysqlTarget(name="x", service="gallery", user="root", unix_socket=db.socket)
+    with mysql.Session(t, ProbeContext(t)) as session:
+        assert mysql.innodb_metrics_deadlocks(session) == global_status(db, "Innodb_deadlocks")["Innodb_deadlocks"]
 
 
 def test_documented_grants_work_verbatim_over_the_unix_socket(start_exporter, db, password_file):
@@ -263,17 +295,28 @@ def test_documented_grants_work_verbatim_over_the_unix_socket(start_exporter, db
     assert series(scrape, "stackprobe_mysql_innodb_deadlocks_total", "socket")
 
 
-def test_without_slave_monitor_the_probe_fails_with_query(start_exporter, db, password_file):
-    """The documented SLAVE MONITOR grant is needed; a failing query keeps mysql_up 1 and what was read."""
+def test_without_slave_monitor_only_the_replica_section_fails(start_exporter, db, password_file):
+    """A real user lacking the documented SLAVE MONITOR grant: SHOW ALL REPLICAS STATUS is refused,
+    which loses the replica_status section only; the probe and the other sections succeed."""
     db.sql("CREATE USER 'nomonitor'@'127.0.0.1' IDENTIFIED BY %s", (MONITOR_PASSWORD,))
     db.sql(f"GRANT SELECT ON {GALLERY}.* TO 'nomonitor'@'127.0.0.1'")
     exporter = start_exporter(config(target("nomonitor", db, password_file, user="nomonitor", interval="5s", timeout="5s")))
     exporter.wait_for_probe("nomonitor")
-    assert exporter.value("stackprobe_probe_errors_total", target="nomonitor", reason="query") == 1
-    assert exporter.value("stackprobe_probe_success", target="nomonitor") == 0
+    scrape = exporter.scrape()
+    assert series(scrape, "stackprobe_mysql_collector_success", "nomonitor") == {
+        (("collector", "global_status"),): 1, (("collector", "replica_status"),): 0,
+        (("collector", "tables"),): 1, (("collector", "index_stats"),): 1}
+    assert set(series(scrape, "stackprobe_mysql_collector_duration_seconds", "nomonitor")) == {
+        (("collector", c),) for c in ("global_status", "replica_status", "tables", "index_stats")}
+    assert exporter.value("stackprobe_probe_success", target="nomonitor") == 1
+    assert exporter.value("stackprobe_probe_errors_total", target="nomonitor", reason="query") == 0
     assert exporter.value("stackprobe_mysql_up", target="nomonitor") == 1
     assert exporter.value("stackprobe_mysql_max_connections", target="nomonitor") == 37
-    assert "SLAVE MONITOR" in exporter.get("/probe?target=nomonitor&debug=true").text
+    assert series(scrape, "stackprobe_mysql_replica", "nomonitor") == {}  # unknown, not "a primary"
+    assert series(scrape, "stackprobe_mysql_tables", "nomonitor") == {(): 3}
+    assert len(series(scrape, "stackprobe_mysql_index_cardinality", "nomonitor")) == 7  # albums 2, images 3, empty_table 2
+    debug = exporter.get("/probe?target=nomonitor&debug=true").text
+    assert "section replica_status failed" in debug and "SLAVE MONITOR" in debug
 
 
 def test_wrong_password_is_auth_and_no_password_leaks(start_exporter, db, password_file, monkeypatch, caplog):
@@ -294,6 +337,12 @@ def test_wrong_password_is_auth_and_no_password_leaks(start_exporter, db, passwo
     assert "reason=auth" in caplog.text
     for text in (metrics_text, *debug.values(), caplog.text):
         assert wrong not in text and MONITOR_PASSWORD not in text
+
+
+def test_pymysql_is_loaded_only_when_a_mysql_target_is_probed():
+    code = ("import sys; from stackprobe.exporter import cli, runtime; from stackprobe.exporter.probers import PROBERS; "
+            "print('pymysql' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_a_stopped_server_fails_with_connect_then_recovers(start_exporter, db, mariadb_factory, password_file):
@@ -332,6 +381,52 @@ def test_the_blocked_worker_thread_itself_gives_up(silent_listener):
     error = pool.submit(mysql.PROBER.probe_blocking, t, ProbeContext(t)).exception(timeout=30)
     pool.shutdown(wait=False)
     assert isinstance(error, ProbeError) and error.reason == "timeout", error
+
+
+def test_a_busy_server_times_out_and_the_query_ends_on_the_server(db, tmp_path, password_file):
+    """information_schema.TABLES waits for the metadata lock of a table being created: the probe
+    ends at its timeout with reason timeout, and its query does not keep waiting on the server."""
+    path = tmp_path / "c.yaml"
+    path.write_text(config(target("busy", db, password_file, schemas=[LOCKS], interval="5s", timeout="1s")))
+    (t,) = parse(path).targets
+    with db.busy_table(LOCKS):
+        result = asyncio.run(probe_once(t, "mysql"))
+        assert (result.success, result.reason) == (False, "timeout"), result.message
+        wait_until(lambda: not db.queries_of(MONITOR_USER), timeout=15, what="no connection of the probe left on the server")
+    assert "Waiting for table metadata lock" not in str(db.queries_of(MONITOR_USER))
+
+
+def test_at_the_timeout_the_watchdog_kills_the_query_on_the_server(db, password_file):
+    """A query that ignores its client going away (SLEEP keeps running after a disconnect) and that
+    no server-side limit bounds: the watchdog KILLs its connection from a second one."""
+    t = mysql.MysqlTarget(name="sleepy", service="gallery", port=db.port, user=MONITOR_USER,
+                          password_file=password_file, interval=5, timeout=1)
+    with mysql.Session(t, ProbeContext(t)) as session:
+        connection_id = session.conn.thread_id()
+        with pytest.raises(ProbeError) as error:
+            session.rows("SELECT SLEEP(60)")
+    assert error.value.reason == "timeout", error.value
+    wait_until(lambda: not [q for q in db.queries_of(MONITOR_USER) if q[0] == connection_id], timeout=15,
+               what="the probe's connection killed on the server")
+
+
+def test_sigterm_ends_the_exporter_while_a_mysql_probe_waits(db, tmp_path, password_file):
+    """SIGTERM while a probe with a 60 s timeout waits for a metadata lock: the exporter exits
+    at once (it used to wait for the probe's thread) and leaves no query behind on the server."""
+    from test_exporter import ExporterProcess
+
+    path = tmp_path / "c.yaml"
+    path.write_text(config(target("waiting", db, password_file, schemas=[LOCKS], interval="2m", timeout="1m")))
+    with db.busy_table(LOCKS):
+        p = ExporterProcess(path, tmp_path / "stderr.log")
+        try:
+            wait_until(lambda: [q for q in db.queries_of(MONITOR_USER) if q[2] == "Waiting for table metadata lock"],
+                       timeout=30, what="the probe waiting for the lock")
+            p.proc.send_signal(signal.SIGTERM)
+            assert p.proc.wait(timeout=15) == 0  # well before the probe's own 60 s timeout
+        finally:
+            p.proc.kill()
+        wait_until(lambda: not db.queries_of(MONITOR_USER), timeout=15, what="no query of the exporter left")
 
 
 def test_tls(start_exporter, db, mariadb_factory, mariadb_tls, password_file):

@@ -14,7 +14,7 @@ import ssl
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
@@ -294,6 +294,25 @@ class ProbeContext:
         self.observations: list[tuple[str, float]] = []
         self.log_lines: list[str] = []
         self._t0 = time.monotonic()
+        self._abandoned = False
+        self._on_abandon: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def on_abandon(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the scheduler gives up on this probe (its timeout, or shutdown),
+        at once if it already has: e.g. to close the socket a worker thread blocks on. Runs on
+        the event loop, so it must not block."""
+        with self._lock:
+            if not self._abandoned:
+                self._on_abandon.append(callback)
+                return
+        callback()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned, callbacks = True, self._on_abandon
+        for callback in callbacks:
+            callback()
 
     async def off_loop(self, what: str, fn: Callable[..., R], *args: Any) -> R:
         """Blocking work of this target (file reads, CPU-heavy checks) in its own thread; see run_isolated."""
@@ -309,6 +328,17 @@ class ProbeContext:
         if set(labels) != set(fam.labels):
             raise TypeError(f"{fam.name} takes labels {fam.labels}, got {tuple(labels)}")
         self.samples[(fam.name, tuple((k, str(labels[k])) for k in fam.labels))] = float(value)
+
+    def set_many(self, name: str, labels: tuple[str, ...], rows: Iterable[tuple[tuple[Any, ...], float]]) -> None:
+        """set() for many samples of one family, the label names checked once: (label values in
+        the order of `labels`, value) per sample. A fifth of set()'s cost per sample, which
+        counts at tens of thousands of table and index series per probe."""
+        fam = metrics.family(name)
+        if labels != fam.labels:
+            raise TypeError(f"{fam.name} takes labels {fam.labels}, got {labels}")
+        samples, family_name = self.samples, fam.name
+        for values, value in rows:
+            samples[(family_name, tuple(zip(labels, map(str, values))))] = float(value)
 
     def observe(self, name: str, value: float) -> None:
         """Record one observation for a histogram family (accumulated by the scheduler)."""
@@ -351,7 +381,11 @@ class BlockingProber(Prober[T]):
         self._running: dict[str, asyncio.Future] = {}
 
     async def probe(self, target: T, ctx: ProbeContext) -> None:
-        await run_isolated(self._running, target.name, "probe", self.probe_blocking, target, ctx)
+        try:
+            await run_isolated(self._running, target.name, "probe", self.probe_blocking, target, ctx)
+        except asyncio.CancelledError:  # the timeout, or shutdown: the worker must stop too
+            ctx.abandon()
+            raise
 
     def probe_blocking(self, target: T, ctx: ProbeContext) -> None:
         raise NotImplementedError

@@ -1,9 +1,21 @@
 """MySQL/MariaDB: table and index sizes, server counters and replication state, read-only.
 
-Each probe opens one connection (pymysql), marks the session read-only and runs a handful of
-queries: SHOW GLOBAL STATUS for the counters, @@max_connections, the replica status,
-information_schema.TABLES for sizes and rows, information_schema.STATISTICS for indexes.
-Schema names from the config only ever travel as query parameters.
+Each probe opens one connection (pymysql, imported only once a MySQL target is probed), marks
+the session read-only and runs four sections, each of which fails on its own (a missing grant
+loses its section, reported by stackprobe_mysql_collector_success{collector}, not the probe):
+`global_status` (SHOW GLOBAL STATUS, @@max_connections), `replica_status`, `tables`
+(information_schema.TABLES) and `index_stats` (information_schema.STATISTICS). Schema names from
+the config only ever travel as query parameters.
+
+information_schema.STATISTICS makes the server open every table and costs it several times what
+TABLES does (bench/mysql_cost.py measures it), while index statistics only change when InnoDB
+re-samples them; so it is read every `index_stats_interval` (default 1 h) and probes in between
+export the values last read.
+
+The timeout holds on both ends: the session's max_statement_time (MariaDB) or
+max_execution_time (MySQL) is the probe's timeout, and when the timeout passes a watchdog shuts
+the probe's socket and KILLs its connection on the server from a second one (no privilege is
+needed to kill one's own connections), so nothing keeps running there after the probe gave up.
 
 Monitoring user
 ---------------
@@ -18,7 +30,8 @@ user from the lines below and probes with it):
 - `SELECT` on each schema: information_schema.TABLES and .STATISTICS only list the tables the
   user holds some privilege on, so without it a schema simply looks empty.
 - `SLAVE MONITOR` (also spelled `REPLICA MONITOR`) for `SHOW ALL REPLICAS STATUS`; without it
-  every probe fails with reason `query`, on a primary too.
+  the `replica_status` section fails (collector_success 0, no replication series), the rest of
+  the probe does not.
 - SHOW GLOBAL STATUS and @@max_connections need no privilege.
 - `'localhost'` matches connections over the unix socket (and TCP from 127.0.0.1 unless the
   server runs with skip-name-resolve); otherwise name the exporter's address.
@@ -31,14 +44,16 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
-import pymysql
-from pymysql.constants import CR, ER
-from pymysql.cursors import DictCursor
 from pydantic import Field
 
+from stackprobe.configsource import Duration
 
 from ..metrics import counter, gauge
 from .base import BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig, os_error_in
@@ -62,10 +77,20 @@ _STATUS_FAMILIES = {
 # A statement the server cannot parse falls through to the next.
 _REPLICA_STATUS_STATEMENTS = ("SHOW ALL REPLICAS STATUS", "SHOW REPLICA STATUS", "SHOW SLAVE STATUS")
 
+# Error codes (pymysql.constants.ER and CR), spelled out so that loading this module does not
+# load pymysql. 2000-2999 are the client library's own (CR_*), the rest the server's.
+_PARSE_ERROR = 1064
 # Access denied to a database / for a user, host not allowed, 1698: the account's plugin
 # (e.g. unix_socket) refused this client.
-_AUTH_ERRORS = {ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.HOST_NOT_PRIVILEGED, 1698}
-_CONNECTION_LOST = {CR.CR_SERVER_GONE_ERROR, CR.CR_SERVER_LOST}
+_AUTH_ERRORS = {1044, 1045, 1130, 1698}
+# KILL QUERY, MariaDB's max_statement_time, MySQL's max_execution_time.
+_TIMEOUT_ERRORS = {1317, 1969, 3024}
+_CLIENT_ERRORS = range(2000, 3000)
+_CONNECTION_LOST = {2006, 2013}  # CR_SERVER_GONE_ERROR, CR_SERVER_LOST
+_SSL_CONNECTION_ERROR = 2026
+
+#: How long the watchdog's second connection may take to KILL a probe's connection.
+_KILL_TIMEOUT = 2.0
 
 
 class MysqlTarget(SecretRef, TargetConfig):
@@ -78,12 +103,13 @@ class MysqlTarget(SecretRef, TargetConfig):
     port: int = Field(3306, ge=1, le=65535, description="Server TCP port.")
     unix_socket: Path | None = Field(None, description="Connect over this unix socket instead of TCP.")
     user: str = Field(description="Monitoring user; see the README for the GRANTs it needs.")
-    schemas: list[str] | None = Field(None, min_length=1, description="Schemas whose tables and indexes are measured (default: every schema but mysql, information_schema, performance_schema and sys).")
+    schemas: tuple[str, ...] | None = Field(None, min_length=1, description="Schemas whose tables and indexes are measured (default: every schema but mysql, information_schema, performance_schema and sys).")
     max_tables: int = Field(1000, ge=0, description="Export per-table and per-index series for at most this many tables, the largest (data + index bytes) first; the rest are counted in mysql_tables_omitted.")
-    tls: TLSClientConfig | None = Field(None, description="Connect with TLS (`ca_file`, `cert_file`/`key_file`, `verify`). Never falls back to plaintext: a server without TLS fails with reason `tls`.")
+    index_stats_interval: Duration = Field(3600.0, description="How often to re-read index statistics (information_schema.STATISTICS, which makes the server open every table); probes in between export the values last read. At most the interval: at every probe.")
+    tls: TLSClientConfig | None = Field(None, description="Connect with TLS (`ca_file`, `cert_file`/`key_file`, `verify`). Never falls back to plaintext: a server without TLS fails with reason `tls`. Without it the connection is plaintext.")
 
 
-def _placeholders(values: tuple[str, ...] | list[str]) -> str:
+def _placeholders(values: tuple[str, ...]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
@@ -94,39 +120,152 @@ def _schema_filter(target: MysqlTarget) -> tuple[str, tuple[str, ...]]:
     return f"TABLE_SCHEMA NOT IN ({_placeholders(SYSTEM_SCHEMAS)})", SYSTEM_SCHEMAS
 
 
-def _probe_error(e: pymysql.MySQLError, connected: bool) -> ProbeError:
-    """Map a pymysql error to a reason; pymysql's messages hold host and user, never the password."""
-    code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+def _error_code(e: BaseException) -> int | None:
+    return e.args[0] if e.args and isinstance(e.args[0], int) else None
+
+
+def _probe_error(e: Exception, connected: bool) -> ProbeError:
+    """Map what pymysql raised to a reason; pymysql's messages hold host and user, never the password."""
+    import pymysql
+
+    if not isinstance(e, pymysql.MySQLError):
+        # pymysql parses what the server sends without checking it: a peer that is not a MySQL
+        # server (or a broken one) surfaces as IndexError, struct.error, UnicodeDecodeError...
+        where = "a reply" if connected else "the server's greeting"
+        return ProbeError("query" if connected else "connect", f"malformed MySQL protocol in {where} ({type(e).__name__}: {e})")
+    code = _error_code(e)
     message = f"({code}) {e.args[1]}" if len(e.args) > 1 else str(e)
     cause = os_error_in(e)
-    if isinstance(cause, TimeoutError):  # socket.timeout is TimeoutError
+    if isinstance(cause, TimeoutError) or code in _TIMEOUT_ERRORS:  # socket.timeout is TimeoutError
         return ProbeError("timeout", message)
     if isinstance(cause, socket.gaierror):
         return ProbeError("dns", message)
-    if isinstance(cause, ssl.SSLError) or code == CR.CR_SSL_CONNECTION_ERROR:  # e.g. the server offers no TLS
+    if isinstance(cause, ssl.SSLError) or code == _SSL_CONNECTION_ERROR:  # e.g. the server offers no TLS
         return ProbeError("tls", message)
     if code in _AUTH_ERRORS:
         return ProbeError("auth", message)
     if not connected or code in _CONNECTION_LOST or cause is not None:
         return ProbeError("connect", message)
+    if code is not None and code not in _CLIENT_ERRORS:
+        return StatementRefused(code, message)
     return ProbeError("query", message)
 
 
+class StatementRefused(ProbeError):
+    """The server answered one statement with an error (a missing grant, a statement it does not
+    know): the connection is fine, so only the section that needed the statement fails."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__("query", message)
+        self.code = code
+
+
 class Session:
-    """A connected cursor that runs each query under what is left of the target's timeout."""
+    """One probe's connection, bounded by the target's timeout on the client and on the server.
 
-    def __init__(self, conn: pymysql.Connection, ctx: ProbeContext):
-        self.ctx = ctx
-        self.cursor = conn.cursor(DictCursor)
+    Every pymysql call goes through it, so whatever pymysql raises leaves as a ProbeError."""
 
-    def rows(self, sql: str, params: tuple | None = None) -> list[dict[str, Any]]:
-        """All rows as dicts; `%s` in sql is a placeholder only when params are given."""
-        # Each read is bounded by read_timeout (set at connect); checking the deadline between
-        # queries keeps the worker thread from outliving the timeout by more than one query.
-        if self.ctx.remaining() <= 0.001:
+    def __init__(self, target: MysqlTarget, ctx: ProbeContext):
+        import pymysql
+
+        self.target, self.ctx = target, ctx
+        self.expired = False
+        timeout = ctx.remaining()
+        self.conn = pymysql.connect(**_connect_args(target, timeout), defer_connect=True)
+        self._watchdog = threading.Timer(timeout, self.abort)
+        self._watchdog.daemon = True
+        ctx.on_abandon(self.abort)
+
+    def __enter__(self) -> "Session":
+        self._watchdog.start()
+        try:
+            self.conn.connect()
+        except Exception as e:
+            self.close()
+            raise self._error(e, connected=False) from e
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._watchdog.cancel()
+        if self.conn.open:
+            self.conn.close()
+
+    def rows(self, sql: str, params: tuple | None = None) -> tuple[tuple, ...]:
+        """All rows as tuples; `%s` in sql is a placeholder only when params are given."""
+        return self._run(sql, params, lambda cursor: cursor.fetchall())
+
+    def dicts(self, sql: str) -> list[dict[str, Any]]:
+        """All rows as {column: value}, for statements whose columns differ between servers."""
+        def fetch(cursor: Any) -> list[dict[str, Any]]:
+            names = [column[0] for column in cursor.description or ()]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return self._run(sql, None, fetch)
+
+    def _run(self, sql: str, params: tuple | None, fetch: Callable[[Any], Any]) -> Any:
+        if self.expired or self.ctx.remaining() <= 0.001:
             raise ProbeError("timeout", "timeout reached between queries")
-        self.cursor.execute(sql, params)
-        return list(self.cursor.fetchall())
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                return fetch(cursor)
+        except Exception as e:
+            raise self._error(e, connected=True) from e
+
+    def _error(self, e: Exception, connected: bool) -> ProbeError:
+        if self.expired:
+            thread_id = getattr(self.conn, "server_thread_id", None)  # set once the server greeted us
+            if thread_id:
+                kill_connection(self.target, thread_id[0])
+            return ProbeError("timeout", f"no result within the {self.target.timeout:g}s timeout; its connection was killed on the server")
+        return e if isinstance(e, ProbeError) else _probe_error(e, connected)
+
+    def abort(self) -> None:
+        """At the timeout (the watchdog) or when the scheduler gives up: end the worker's wait on
+        the server at once. Never blocks; the worker then KILLs the server side (_error)."""
+        self.expired = True
+        sock = getattr(self.conn, "_sock", None)  # pymysql's socket; None before connect and after close
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the worker's blocked read
+            except OSError:
+                pass
+
+
+def _connect_args(target: MysqlTarget, timeout: float) -> dict[str, Any]:
+    return dict(
+        host=target.host, port=target.port, unix_socket=str(target.unix_socket) if target.unix_socket else None,
+        user=target.user, password=target.password() or "", charset="utf8mb4", autocommit=True,
+        connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, program_name="stackprobe",
+        ssl=target.tls.ssl_context() if target.tls else None, ssl_disabled=target.tls is None,
+    )
+
+
+def kill_connection(target: MysqlTarget, thread_id: int) -> None:
+    """KILL the probe's server-side connection from a second one, so a query that does not notice
+    its client went away (one busy working, not waiting) stops too. Best effort, briefly bounded:
+    if this fails, max_statement_time still ends the statement on the server."""
+    import pymysql
+
+    try:
+        with pymysql.connect(**_connect_args(target, _KILL_TIMEOUT)) as conn, conn.cursor() as cursor:
+            cursor.execute("KILL CONNECTION %s", (thread_id,))
+    except Exception:  # the connection may have ended by itself meanwhile (unknown thread id)
+        pass
+
+
+@dataclass(frozen=True)
+class _IndexStats:
+    """Index series read at one time: per (schema, table), the samples of a ProbeContext that
+    set them then, merged as they are into later probes' contexts (no re-checking, no new
+    objects: these are most of a probe's series)."""
+
+    read_at: float  # time.monotonic()
+    timestamp: float  # time.time()
+    duration: float
+    samples: dict[tuple[str, str], dict]
 
 
 #: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
@@ -150,6 +289,9 @@ FAMILIES = (
     gauge("mysql_replica", "1 if the server is a replica (has a replication source configured), else 0."),
     gauge("mysql_replication_lag_seconds", "Seconds_Behind_Master of a replica; absent on a primary, and while the SQL thread is stopped.", "channel"),
     gauge("mysql_replication_running", "1 if both the replica's IO and SQL threads are running.", "channel"),
+    gauge("mysql_collector_success", "1 if the section's statements succeeded at the last probe, 0 if the server refused one (a missing grant, say; /probe?debug=true tells which), so its series are missing: global_status, replica_status, tables, index_stats.", "collector"),
+    gauge("mysql_collector_duration_seconds", "How long the section took at the last probe (index_stats: at its last read, see index_stats_interval).", "collector"),
+    gauge("mysql_index_stats_timestamp_seconds", "Unix time the exported index statistics were read (information_schema.STATISTICS is read every index_stats_interval)."),
 )
 
 
@@ -159,114 +301,149 @@ class MysqlProber(BlockingProber[MysqlTarget]):
     target_model = MysqlTarget
     summary = "MySQL/MariaDB table and index sizes, server counters and replication lag (read-only)."
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: The last index statistics of each target, dropped with the target's config.
+        self._index_stats: weakref.WeakKeyDictionary[MysqlTarget, _IndexStats] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
     def probe_blocking(self, target: MysqlTarget, ctx: ProbeContext) -> None:
         ctx.set("mysql_up", 0)
-        conn = self._connect(target, ctx)
-        try:
-            session = Session(conn, ctx)
-            session.rows("SET SESSION TRANSACTION READ ONLY")
-            ctx.set("mysql_up", 1)
-            if self._is_mysql8(conn):
-                # MySQL 8 caches TABLES statistics for a day by default; we want today's sizes.
-                session.rows("SET SESSION information_schema_stats_expiry = 0")
-            self._server(session, ctx)
-            self._replication(session, ctx)
-            self._tables(session, target, ctx)
-        except pymysql.MySQLError as e:
-            raise _probe_error(e, connected=True) from e
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _connect(target: MysqlTarget, ctx: ProbeContext) -> pymysql.Connection:
-        password = target.password()
         where = f"unix socket {target.unix_socket}" if target.unix_socket else f"{target.host}:{target.port}"
         ctx.log(f"connecting to {where} as {target.user!r}{' with TLS' if target.tls else ''}")
-        timeout = ctx.remaining()
-        try:
-            conn = pymysql.connect(
-                host=target.host, port=target.port, unix_socket=str(target.unix_socket) if target.unix_socket else None,
-                user=target.user, password=password or "", charset="utf8mb4", autocommit=True,
-                connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout,
-                ssl=target.tls.ssl_context() if target.tls else None, program_name="stackprobe",
-            )
-        except pymysql.MySQLError as e:
-            raise _probe_error(e, connected=False) from e
-        ctx.log(f"connected: server {conn.get_server_info()}")
-        return conn
+        with Session(target, ctx) as session:
+            ctx.log(f"connected: server {session.conn.get_server_info()}, connection id {session.conn.thread_id()}")
+            session.rows(_session_setup(session.conn.get_server_info()), (ctx.remaining(),))
+            ctx.set("mysql_up", 1)
+            self._section("global_status", _global_status, session, ctx)
+            self._section("replica_status", _replication, session, ctx)
+            kept = self._section("tables", _tables, session, ctx)
+            if kept is not None:
+                self._section("index_stats", self._index_series, session, ctx, kept)
 
     @staticmethod
-    def _is_mysql8(conn: pymysql.Connection) -> bool:
-        version = conn.get_server_info()
-        return "MariaDB" not in version and int(version.split(".")[0]) >= 8
+    def _section(collector: str, read: Callable[..., Any], session: Session, ctx: ProbeContext, *args: Any) -> Any:
+        """Run one section; a statement the server refuses fails this section only."""
+        started = time.monotonic()
+        try:
+            result = read(session, ctx, *args)
+        except StatementRefused as e:
+            ctx.log(f"section {collector} failed: {e}")
+            ctx.set("mysql_collector_success", 0, collector=collector)
+            ctx.set("mysql_collector_duration_seconds", time.monotonic() - started, collector=collector)
+            return None
+        duration = result.duration if isinstance(result, _IndexStats) else time.monotonic() - started
+        ctx.set("mysql_collector_success", 1, collector=collector)
+        ctx.set("mysql_collector_duration_seconds", duration, collector=collector)
+        return result
 
-    def _server(self, session: Session, ctx: ProbeContext) -> None:
-        names = tuple(_STATUS_FAMILIES)
-        status = {r["Variable_name"]: r["Value"] for r in session.rows(
-            f"SHOW GLOBAL STATUS WHERE Variable_name IN ({_placeholders(names)})", names)}
-        if "Innodb_deadlocks" not in status:
-            status["Innodb_deadlocks"] = innodb_metrics_deadlocks(session)
-        for variable, family in _STATUS_FAMILIES.items():
-            if status.get(variable) is None:
-                ctx.log(f"status variable {variable} not reported by this server; series left out")
-            else:
-                ctx.set(family, float(status[variable]))
-        (row,) = session.rows("SELECT @@GLOBAL.max_connections AS max_connections")
-        ctx.set("mysql_max_connections", row["max_connections"])
+    def _index_series(self, session: Session, ctx: ProbeContext, kept: dict[tuple[str, str], Any]) -> _IndexStats:
+        """Index cardinality and selectivity of the kept tables, re-read every index_stats_interval."""
+        target = session.target
+        with self._lock:
+            stats = self._index_stats.get(target)
+        age = time.monotonic() - stats.read_at if stats else None
+        if stats is None or age >= target.index_stats_interval:
+            stats = _read_index_stats(session, kept)
+            with self._lock:
+                self._index_stats[target] = stats
+            ctx.log(f"index statistics read in {stats.duration:.3f}s")
+        else:
+            ctx.log(f"index statistics from {age:.0f}s ago (index_stats_interval {target.index_stats_interval:g}s)")
+        ctx.set("mysql_index_stats_timestamp_seconds", stats.timestamp)
+        for key in kept:  # the kept tables may differ from those of the last read
+            ctx.samples.update(stats.samples.get(key, ()))
+        return stats
 
-    def _replication(self, session: Session, ctx: ProbeContext) -> None:
-        rows = replica_status(session)
-        ctx.set("mysql_replica", 1 if rows else 0)
-        for row in rows:
-            channel = _first(row, "Connection_name", "Channel_Name") or ""
-            io, sql = _first(row, "Slave_IO_Running", "Replica_IO_Running"), _first(row, "Slave_SQL_Running", "Replica_SQL_Running")
-            ctx.set("mysql_replication_running", 1 if io == sql == "Yes" else 0, channel=channel)
-            lag = _first(row, "Seconds_Behind_Master", "Seconds_Behind_Source")
-            if lag is not None:  # NULL while the SQL thread is stopped: no number is better than a wrong one
-                ctx.set("mysql_replication_lag_seconds", lag, channel=channel)
-            ctx.log(f"replica channel {channel!r}: io={io} sql={sql} lag={lag}")
 
-    def _tables(self, session: Session, target: MysqlTarget, ctx: ProbeContext) -> None:
-        where, params = _schema_filter(target)
-        # SYSTEM VERSIONED is MariaDB's type for a base table that keeps row history.
-        tables = session.rows(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, DATA_LENGTH, INDEX_LENGTH, DATA_FREE, TABLE_ROWS"
-            " FROM information_schema.TABLES"
-            f" WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND {where}"
-            " ORDER BY COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) DESC, TABLE_SCHEMA, TABLE_NAME",
-            params,
-        )
-        kept = tables[:target.max_tables]
-        ctx.set("mysql_tables", len(tables))
-        ctx.set("mysql_tables_omitted", len(tables) - len(kept))
-        ctx.log(f"{len(tables)} tables, {len(kept)} exported")
-        rows_of: dict[tuple[str, str], Any] = {}
-        for t in kept:
-            schema, table = t["TABLE_SCHEMA"], t["TABLE_NAME"]
-            rows_of[(schema, table)] = t["TABLE_ROWS"]
-            for component, column in (("data", "DATA_LENGTH"), ("index", "INDEX_LENGTH"), ("free", "DATA_FREE")):
-                if t[column] is not None:
-                    ctx.set("mysql_table_size_bytes", t[column], schema=schema, table=table, component=component)
-            if t["TABLE_ROWS"] is not None:
-                ctx.set("mysql_table_rows", t["TABLE_ROWS"], schema=schema, table=table)
-        if not kept:
-            return
+def _session_setup(server_version: str) -> str:
+    """One statement: read-only, and the probe's timeout as the server's own statement limit."""
+    if "MariaDB" in server_version:
+        return "SET SESSION tx_read_only = 1, max_statement_time = %s"
+    if int(server_version.split(".")[0]) >= 8:
+        # MySQL 8 caches TABLES statistics for a day by default; we want today's sizes.
+        return "SET SESSION transaction_read_only = 1, information_schema_stats_expiry = 0, max_execution_time = CEIL(%s * 1000)"
+    return "SET SESSION tx_read_only = 1, max_execution_time = CEIL(%s * 1000)"
+
+
+def _global_status(session: Session, ctx: ProbeContext) -> None:
+    names = tuple(_STATUS_FAMILIES)
+    status = dict(session.rows(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({_placeholders(names)})", names))
+    if "Innodb_deadlocks" not in status:
+        status["Innodb_deadlocks"] = innodb_metrics_deadlocks(session)
+    for variable, family in _STATUS_FAMILIES.items():
+        if status.get(variable) is None:
+            ctx.log(f"status variable {variable} not reported by this server; series left out")
+        else:
+            ctx.set(family, float(status[variable]))
+    ((max_connections,),) = session.rows("SELECT @@GLOBAL.max_connections")
+    ctx.set("mysql_max_connections", max_connections)
+
+
+def _replication(session: Session, ctx: ProbeContext) -> None:
+    rows = replica_status(session)
+    ctx.set("mysql_replica", 1 if rows else 0)
+    for row in rows:
+        channel = _first(row, "Connection_name", "Channel_Name") or ""
+        io, sql = _first(row, "Slave_IO_Running", "Replica_IO_Running"), _first(row, "Slave_SQL_Running", "Replica_SQL_Running")
+        ctx.set("mysql_replication_running", 1 if io == sql == "Yes" else 0, channel=channel)
+        lag = _first(row, "Seconds_Behind_Master", "Seconds_Behind_Source")
+        if lag is not None:  # NULL while the SQL thread is stopped: no number is better than a wrong one
+            ctx.set("mysql_replication_lag_seconds", lag, channel=channel)
+        ctx.log(f"replica channel {channel!r}: io={io} sql={sql} lag={lag}")
+
+
+def _tables(session: Session, ctx: ProbeContext) -> dict[tuple[str, str], Any]:
+    """Size and row series of the largest max_tables tables; returns {(schema, table): rows} of those."""
+    target = session.target
+    where, params = _schema_filter(target)
+    # SYSTEM VERSIONED is MariaDB's type for a base table that keeps row history.
+    tables = session.rows(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, DATA_LENGTH, INDEX_LENGTH, DATA_FREE, TABLE_ROWS"
+        " FROM information_schema.TABLES"
+        f" WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND {where}"
+        " ORDER BY COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) DESC, TABLE_SCHEMA, TABLE_NAME",
+        params,
+    )
+    kept = tables[:target.max_tables]
+    ctx.set("mysql_tables", len(tables))
+    ctx.set("mysql_tables_omitted", len(tables) - len(kept))
+    ctx.log(f"{len(tables)} tables, {len(kept)} exported")
+    rows_of = {(schema, table): rows for schema, table, _, _, _, rows in kept}
+    ctx.set_many("mysql_table_size_bytes", ("schema", "table", "component"), (
+        ((schema, table, component), value)
+        for schema, table, *sizes, _ in kept
+        for component, value in zip(("data", "index", "free"), sizes) if value is not None))
+    ctx.set_many("mysql_table_rows", ("schema", "table"),
+                 ((key, rows) for key, rows in rows_of.items() if rows is not None))
+    return rows_of
+
+
+def _read_index_stats(session: Session, rows_of: dict[tuple[str, str], Any]) -> _IndexStats:
+    """Cardinality (of the whole key) and selectivity of every index of the tables in rows_of."""
+    started = time.monotonic()
+    cardinality: dict[tuple[str, str], dict[str, Any]] = {}
+    if rows_of:
+        where, params = _schema_filter(session.target)
         # Ordered by column position, so the last row of an index is its whole key.
-        cardinality: dict[tuple[str, str, str], Any] = {}
-        for s in session.rows(
+        for schema, table, index, value in session.rows(
             "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, CARDINALITY FROM information_schema.STATISTICS"
             f" WHERE {where} ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
             params,
         ):
-            if (s["TABLE_SCHEMA"], s["TABLE_NAME"]) in rows_of:
-                cardinality[(s["TABLE_SCHEMA"], s["TABLE_NAME"], s["INDEX_NAME"])] = s["CARDINALITY"]
-        for (schema, table, index), value in cardinality.items():
-            if value is None:
-                continue
-            ctx.set("mysql_index_cardinality", value, schema=schema, table=table, index=index)
-            rows = rows_of[(schema, table)]
-            if rows:  # no selectivity for an empty table (or one without a row estimate)
-                ctx.set("mysql_index_selectivity", value / rows, schema=schema, table=table, index=index)
+            if (schema, table) in rows_of:
+                cardinality.setdefault((schema, table), {})[index] = value
+    samples = {}
+    labels = ("schema", "table", "index")
+    for (schema, table), indexes in cardinality.items():
+        known = [(index, value) for index, value in indexes.items() if value is not None]
+        rows = rows_of[(schema, table)]
+        table_ctx = ProbeContext(session.target)
+        table_ctx.set_many("mysql_index_cardinality", labels, (((schema, table, index), value) for index, value in known))
+        if rows:  # no selectivity for an empty table (or one without a row estimate)
+            table_ctx.set_many("mysql_index_selectivity", labels, (((schema, table, index), value / rows) for index, value in known))
+        samples[(schema, table)] = table_ctx.samples
+    return _IndexStats(time.monotonic(), time.time(), time.monotonic() - started, samples)
 
 
 def _first(row: dict[str, Any], *columns: str) -> Any:
@@ -279,17 +456,17 @@ def replica_status(session: Session) -> list[dict[str, Any]]:
     *newer, oldest = _REPLICA_STATUS_STATEMENTS
     for statement in newer:
         try:
-            return session.rows(statement)
-        except pymysql.err.ProgrammingError as e:
-            if e.args[0] != ER.PARSE_ERROR:
+            return session.dicts(statement)
+        except StatementRefused as e:
+            if e.code != _PARSE_ERROR:
                 raise
-    return session.rows(oldest)
+    return session.dicts(oldest)
 
 
 def innodb_metrics_deadlocks(session: Session) -> int | None:
     """MySQL has no Innodb_deadlocks status variable; INNODB_METRICS counts them as lock_deadlocks."""
-    rows = session.rows("SELECT `COUNT` AS deadlocks FROM information_schema.INNODB_METRICS WHERE NAME = 'lock_deadlocks'")
-    return rows[0]["deadlocks"] if rows else None
+    rows = session.rows("SELECT `COUNT` FROM information_schema.INNODB_METRICS WHERE NAME = 'lock_deadlocks'")
+    return rows[0][0] if rows else None
 
 
 PROBER = MysqlProber()
