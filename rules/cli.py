@@ -24,7 +24,7 @@ from stackprobe.configsource import ConfigError
 from stackprobe.grafana import provisioning as grafana_provisioning
 
 from . import verify
-from .emit import alertmanager, prometheus, promtests
+from .emit import alertmanager, kubernetes, prometheus, promtests
 from .model import Model, resolve
 from .spec import load_catalogue
 from .extract.command import default_playbooks, make_command, summary_table, verify_playbooks
@@ -38,6 +38,7 @@ EMITTERS: list[Emitter] = [
     promtests.emit,
     alertmanager.emit,
     grafana_provisioning.emit,
+    kubernetes.emit,
 ]
 
 #: Extra outputs chosen with --format.
