@@ -80,7 +80,8 @@ def main(ctx: click.Context) -> None:
               help="HOST:PORT to serve on; ':PORT' listens on all interfaces. 18947 is outside the "
                    "9100-9999 range of Prometheus' exporter port allocations.")
 @click.option("--web.config.file", "web_config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters.")
+              help="exporter-toolkit web config (TLS, basic auth), as used by Go exporters. Re-read when it or "
+                   "its TLS files change, so rotated certificates and removed users take effect without a restart.")
 @click.option("--log.level", "log_level", type=click.Choice(list(logs.LEVELS)), default="info",
               show_default=True, help="Least severe log level to print.")
 @click.option("--log.format", "log_format", type=click.Choice(logs.FORMATS), default="logfmt",
@@ -91,11 +92,11 @@ def run(config_file: Path | None = None, listen_address: str = DEFAULT_LISTEN_AD
         shard: Shard = Shard()) -> None:
     """Run the exporter until SIGTERM; SIGHUP reloads the config file."""
     from .runtime import Exporter
-    from .webconfig import load_web_config
+    from .webconfig import WebConfigSource
 
     logs.setup(log_level, log_format)
     try:
-        web_config = load_web_config(web_config_file) if web_config_file else None
+        web_config = WebConfigSource(web_config_file) if web_config_file else None
         exporter = Exporter(config_file, listen_address, web_config, shard)
         asyncio.run(exporter.run())
     except ConfigError as e:

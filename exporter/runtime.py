@@ -22,7 +22,7 @@ from .scheduler import Scheduler
 from .server import ExporterApp, serve
 from .shard import Shard
 from .snapshot import Snapshot
-from .webconfig import WebConfig
+from .webconfig import WebConfig, WebConfigSource
 
 log = logging.getLogger("stackprobe")
 
@@ -30,12 +30,13 @@ log = logging.getLogger("stackprobe")
 class Exporter:
     """One exporter process. `config_path=None` runs the embedded default config."""
 
-    def __init__(self, config_path: Path | None, listen_address: str, web_config: WebConfig | None = None,
-                 shard: Shard = Shard()):
+    def __init__(self, config_path: Path | None, listen_address: str,
+                 web_config: WebConfigSource | WebConfig | None = None, shard: Shard = Shard()):
         self.config_path = config_path
         self.shard = shard
         self.listen_address = listen_address
-        self.web_config = web_config
+        #: A WebConfig is served as given; a WebConfigSource follows its file.
+        self.web = web_config if isinstance(web_config, WebConfigSource) else WebConfigSource(config=web_config)
         self.snapshot = Snapshot()
         self.scheduler = Scheduler(self.snapshot)
         self.reload_ok = True
@@ -84,10 +85,10 @@ class Exporter:
         self.scheduler.apply(config)
         self.reload_success_at = time.time()
         self._log_loaded(config)
-        app = ExporterApp(self.metrics_page, self.scheduler, loop, self.web_config)
+        app = ExporterApp(self.metrics_page, self.scheduler, loop, self.web)
         self.server = serve(app, self.listen_address)
         port = self.server.server_address[1]
-        scheme = "https" if self.web_config and self.web_config.tls_server_config else "http"
+        scheme = "https" if self.web.current().tls_context else "http"
         log.info("listening address=%s url=%s://%s:%d/metrics", self.listen_address, scheme,
                  self.server.server_address[0], port)
         if self.on_listening:

@@ -26,7 +26,7 @@ import stackprobe
 
 from .collector import TEXT, Format, MetricsPage, join, negotiate
 from .scheduler import Scheduler, probe_once
-from .webconfig import BasicAuth, WebConfig
+from .webconfig import WebConfigSource, WebState
 
 log = logging.getLogger("stackprobe.server")
 
@@ -37,12 +37,11 @@ class ExporterApp:
     """The WSGI application; everything it needs is passed in, so tests can build one directly."""
 
     def __init__(self, metrics_page: MetricsPage, scheduler: Scheduler, loop: asyncio.AbstractEventLoop,
-                 web_config: WebConfig | None = None):
+                 web: WebConfigSource | None = None):
         self.metrics_page = metrics_page
         self.scheduler = scheduler
         self.loop = loop
-        self.web_config = web_config or WebConfig()
-        self.auth = BasicAuth(self.web_config.basic_auth_users)
+        self.web = web or WebConfigSource()
         self._routes = {
             "/": self._status_page,
             "/metrics": self._metrics,
@@ -54,7 +53,8 @@ class ExporterApp:
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         handler = self._routes.get(path)
-        extra_headers = list(self.web_config.http_server_config.headers.items())
+        web = self.web.current()
+        extra_headers = list(web.config.http_server_config.headers.items())
 
         def respond(status, headers, exc_info=None):
             return start_response(status, list(headers) + extra_headers, exc_info)
@@ -63,13 +63,18 @@ class ExporterApp:
             return _text(respond, "404 Not Found", f"no such page: {path}\n")
         # /-/healthy stays open so container health checks work without credentials; it says
         # nothing but "OK".
-        if self.auth.enabled and path != "/-/healthy" and not self._authorised(environ):
+        if path == "/-/healthy":
+            return handler(environ, respond)
+        if web.error is not None:
+            return _text(respond, "500 Internal Server Error", "the web config file is invalid; see the exporter log\n")
+        if web.auth.enabled and not self._authorised(web, environ):
             respond("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
                                          ("WWW-Authenticate", 'Basic realm="stackprobe"')])
             return [b"Unauthorized\n"]
         return handler(environ, respond)
 
-    def _authorised(self, environ: dict) -> bool:
+    @staticmethod
+    def _authorised(web: WebState, environ: dict) -> bool:
         header = environ.get("HTTP_AUTHORIZATION", "")
         if not header.startswith("Basic "):
             return False
@@ -77,7 +82,7 @@ class ExporterApp:
             user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        return self.auth.check(user, password)
+        return web.auth.check(user, password)
 
     def _metrics(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
         fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
@@ -198,7 +203,11 @@ class _QuietHandler(WSGIRequestHandler):
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
-    tls_context: ssl.SSLContext | None = None
+    #: The listen backlog. socketserver's default of 5 made 200 simultaneous scrapers wait for
+    #: SYN retransmits (seconds) or time out; like Go's net.Listen, ask for the most the kernel
+    #: allows (it clamps this to net.core.somaxconn).
+    request_queue_size = socket.SOMAXCONN
+    web: WebConfigSource
 
     def handle_error(self, request, client_address) -> None:
         # A port scanner, a plain-HTTP client on the TLS port or an idle client cut off: one
@@ -207,10 +216,11 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
     def get_request(self):
         sock, addr = super().get_request()
-        if self.tls_context is not None:
+        tls_context = self.web.current().tls_context  # a rotated certificate is used from the next connection
+        if tls_context is not None:
             # The handshake happens in the request's own thread, on first read, so a client that
             # never finishes it cannot stall the accept loop.
-            sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            sock = tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
 
 
@@ -226,13 +236,17 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 def serve(app: ExporterApp, address: str) -> _ThreadingServer:
     """Bind and start serving in a daemon thread; returns the server (for its port and shutdown)."""
+    server = bind(app, address)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
+def bind(app: ExporterApp, address: str) -> _ThreadingServer:
+    """The listening server, not yet accepting connections."""
     host, port = parse_listen_address(address)
     server_class = type("Server", (_ThreadingServer,), {})
     if ":" in host:
         server_class.address_family = socket.AF_INET6
     server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-    tls = app.web_config.tls_server_config
-    if tls is not None:
-        server.tls_context = tls.ssl_context()
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    server.web = app.web
     return server

@@ -2,22 +2,29 @@
 
 Users of Go exporters can point stackprobe at the web-config.yml they already have. Supported:
 tls_server_config (cert_file, key_file, client_auth_type, client_ca_file, min_version),
-http_server_config.headers and basic_auth_users (bcrypt hashes); anything else is an error.
+http_server_config.headers (the security headers exporter-toolkit allows) and basic_auth_users
+(bcrypt hashes); anything else is an error. Like exporter-toolkit, the file is not read once:
+WebConfigSource re-reads it, and the TLS files it names, whenever one of them changes.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import re
 import ssl
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import bcrypt
 from pydantic import AfterValidator, Field, model_validator
 
-from stackprobe.configsource import StrictModel, load
+from stackprobe.configsource import ConfigError, StrictModel, load
+
+log = logging.getLogger("stackprobe.webconfig")
 
 _TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
                  "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
@@ -57,13 +64,53 @@ class TLSServerConfig(StrictModel):
         return ctx
 
 
+#: The headers exporter-toolkit lets a web config set, with the values it allows (None: any).
+ALLOWED_HEADERS: dict[str, tuple[str, ...] | None] = {
+    "Strict-Transport-Security": None,
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": None,
+    "Content-Security-Policy": None,
+}
+#: Visible ASCII, spaces and tabs: no CR/LF (a second header or a body injected), no NUL.
+_HEADER_VALUE_RE = re.compile(r"[\x20-\x7e\t]*")
+
+
+def _header_name(name: str) -> str:
+    if name not in ALLOWED_HEADERS:
+        raise ValueError(f"HTTP header {name!r} can not be configured (allowed: {', '.join(ALLOWED_HEADERS)})")
+    return name
+
+
+def _header_value(value: str) -> str:
+    if not _HEADER_VALUE_RE.fullmatch(value):
+        raise ValueError("a header value may only hold visible ASCII characters and spaces (no line breaks)")
+    return value
+
+
+def _allowed_values(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        allowed = ALLOWED_HEADERS[name]
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"invalid value for {name}: expected one of {', '.join(allowed)}, got {value!r}")
+    return headers
+
+
 class HTTPServerConfig(StrictModel):
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Annotated[
+        dict[Annotated[str, AfterValidator(_header_name)], Annotated[str, AfterValidator(_header_value)]],
+        AfterValidator(_allowed_values),
+    ] = Field(default_factory=dict)
+
+
+#: What bcrypt itself accepts: version 2a/2b/2y, cost 04..31, 22 characters of salt and 31 of hash.
+_BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
 def _bcrypt_hash(value: str) -> str:
-    if not value.startswith(("$2a$", "$2b$", "$2y$")):
-        raise ValueError("not a bcrypt hash (make one with: htpasswd -nBC 10 USER)")
+    if not _BCRYPT_RE.fullmatch(value):
+        raise ValueError("not a bcrypt hash: expected $2b$COST$ and 53 characters, cost 04 to 31 "
+                         "(make one with: htpasswd -nBC 10 USER)")
     return value
 
 
@@ -72,12 +119,18 @@ class WebConfig(StrictModel):
     http_server_config: HTTPServerConfig = Field(default_factory=HTTPServerConfig)
     basic_auth_users: dict[str, Annotated[str, AfterValidator(_bcrypt_hash)]] = Field(default_factory=dict)
 
+    def files(self) -> tuple[Path, ...]:
+        """The files this config reads besides itself (a change to one means re-reading them)."""
+        tls = self.tls_server_config
+        return tuple(p for p in (tls.cert_file, tls.key_file, tls.client_ca_file) if p) if tls else ()
 
 
 def load_web_config(path: str | Path) -> WebConfig:
     return load(WebConfig, path)
 
 
+#: bcrypt only reads this many bytes of a password.
+BCRYPT_MAX_PASSWORD_BYTES = 72
 _DUMMY_HASH = bcrypt.hashpw(b"stackprobe: no such user", bcrypt.gensalt(rounds=10))
 
 
@@ -97,17 +150,96 @@ class BasicAuth:
         return bool(self._users)
 
     def check(self, user: str, password: str) -> bool:
+        secret = password.encode()
+        if len(secret) > BCRYPT_MAX_PASSWORD_BYTES:
+            return False  # no bcrypt hash can match it (bcrypt 5 raises rather than truncate)
         hashed = self._users.get(user)
         if hashed is None:
             # Spend a bcrypt check anyway, so response times do not tell which users exist.
-            bcrypt.checkpw(password.encode(), _DUMMY_HASH)
+            bcrypt.checkpw(secret, _DUMMY_HASH)
             return False
         token = hmac.new(self._key, f"{user}\0{password}".encode(), "sha256").digest()
         with self._lock:
             if token in self._ok:
                 return True
-        if not bcrypt.checkpw(password.encode(), hashed):
+        if not bcrypt.checkpw(secret, hashed):
             return False
         with self._lock:
             self._ok.add(token)
         return True
+
+
+@dataclass(frozen=True)
+class WebState:
+    """The web config in force, with what serving needs built from it once."""
+
+    config: WebConfig
+    auth: BasicAuth
+    tls_context: ssl.SSLContext | None
+    #: Set while the file on disk is invalid: requests are refused (500) until it is fixed,
+    #: as exporter-toolkit does, rather than served under a config the operator replaced.
+    error: str | None = None
+
+    @classmethod
+    def of(cls, config: WebConfig) -> "WebState":
+        tls = config.tls_server_config
+        return cls(config, BasicAuth(config.basic_auth_users), tls.ssl_context() if tls else None)
+
+
+class WebConfigSource:
+    """The web config file, re-read when it or one of its TLS files changes.
+
+    exporter-toolkit re-reads its file on every request, so a rotated certificate or a removed
+    user takes effect at once; here an os.stat of each file per connection and request finds
+    the change, and the file is only parsed again when one happened. `path=None` serves a fixed
+    config (tests, or no --web.config.file).
+    """
+
+    def __init__(self, path: str | Path | None = None, config: WebConfig | None = None):
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        self._state = WebState.of(config or WebConfig())
+        self._loaded: tuple = ()
+        if self.path is not None:
+            before = _stat_all((self.path,))
+            self._state = WebState.of(load_web_config(self.path))  # ConfigError: the caller's to report
+            self._loaded = before + _stat_all(self._state.config.files())
+
+    def current(self) -> WebState:
+        """The state to serve a connection or request with (re-read first if a file changed)."""
+        if self.path is not None and self._changed():
+            with self._lock:
+                if self._changed():
+                    self._reload()
+        return self._state
+
+    def _changed(self) -> bool:
+        assert self.path is not None
+        return _stat_all((self.path, *self._state.config.files())) != self._loaded
+
+    def _reload(self) -> None:
+        assert self.path is not None
+        # Stat before reading: a write that lands while we read shows up as a change next time.
+        before = _stat_all((self.path,))
+        try:
+            self._state = WebState.of(load_web_config(self.path))
+            log.info("web config loaded file=%s users=%d tls=%s", self.path, len(self._state.config.basic_auth_users),
+                     "on" if self._state.tls_context else "off")
+        except (ConfigError, OSError, ssl.SSLError) as e:  # OSError, SSLError: a TLS file replaced since validation
+            error = "; ".join(e.format_lines()) if isinstance(e, ConfigError) else f"{self.path}: {e}"
+            log.error("web config invalid, refusing requests until it is fixed error=%s", error)
+            old = self._state
+            self._state = WebState(old.config, old.auth, old.tls_context, error)
+        self._loaded = before + _stat_all(self._state.config.files())
+
+
+def _stat_all(paths: tuple[Path, ...]) -> tuple:
+    """(mtime, size, inode) of each path, None for a missing one: what tells a file was replaced."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append(None)
+    return tuple(out)
