@@ -6,6 +6,8 @@
 #   ./dev.sh test [PYTEST ARGS...]      set up .venv, install missing servers and tools (Debian
 #                                       packages, when root), check generated files, run the suite
 #   ./dev.sh bench                      set up, then run the benchmarks in bench/ (prints figures)
+#   ./dev.sh lock                       re-pin constraints.txt to what .venv has (after changing
+#                                       pyproject.toml's dependencies; tests/test_lock.py checks it)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,15 +42,47 @@ ensure_python() {
 ensure_venv() {
     ensure_python
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    # Reinstall only when the dependency list changed: a warm `./dev.sh test` starts at once.
+    # Reinstall only when the dependencies or their pins changed: a warm `./dev.sh test` starts at
+    # once. constraints.txt pins every package, so every machine installs the same versions.
     local stamp="$VENV/.stackprobe-deps" want
-    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        log "installing stackprobe and its test dependencies into $VENV"
+        log "installing stackprobe and its test dependencies (pinned by constraints.txt) into $VENV"
         "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q -e '.[test]'
+        "$VENV/bin/pip" install -q -c constraints.txt -e '.[test]'
         echo "$want" > "$stamp"
     fi
+}
+
+write_lock() {
+    # The installed versions of stackprobe[test]'s whole dependency tree, nothing else in the venv.
+    "$VENV/bin/python" - > constraints.txt <<'PY'
+from importlib.metadata import PackageNotFoundError, distribution
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+pins, todo = {}, [("stackprobe", frozenset({"test"}))]
+while todo:
+    name, extras = todo.pop()
+    dist = distribution(name)
+    for text in dist.requires or ():
+        req = Requirement(text)
+        if req.marker and not any(req.marker.evaluate({"extra": e}) for e in extras | {""}):
+            continue
+        key = canonicalize_name(req.name)
+        try:
+            version = distribution(req.name).version
+        except PackageNotFoundError:
+            continue  # a dependency for another platform or Python version
+        if key not in pins or req.extras:
+            pins[key] = version
+            todo.append((req.name, frozenset(req.extras)))
+print("# Pinned versions of stackprobe[test]'s dependency tree, used by ./dev.sh (pip install -c).")
+print("# Regenerate with ./dev.sh lock after changing pyproject.toml; tests/test_lock.py checks it.")
+for key in sorted(pins):
+    print(f"{key}=={pins[key]}")
+PY
+    log "constraints.txt: $(grep -vc '^#' constraints.txt) pinned packages"
 }
 
 ensure_system_tools() {
@@ -83,8 +117,14 @@ case "$cmd" in
         ensure_system_tools
         exec "$VENV/bin/python" bench/bench.py "$@"
         ;;
+    lock)
+        ensure_python
+        [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q -e '.[test]'
+        write_lock
+        ;;
     *)
-        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
