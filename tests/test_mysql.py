@@ -429,6 +429,43 @@ def test_sigterm_ends_the_exporter_while_a_mysql_probe_waits(db, tmp_path, passw
         wait_until(lambda: not db.queries_of(MONITOR_USER), timeout=15, what="no query of the exporter left")
 
 
+def _packet(sequence: int, payload: bytes) -> bytes:
+    """One MySQL packet: 3-byte little-endian length, sequence number, payload."""
+    return len(payload).to_bytes(3, "little") + bytes([sequence]) + payload
+
+
+@pytest.mark.parametrize("name, greeting, reason", [
+    ("random bytes", bytes(range(7, 250, 3)) * 4, "connect"),
+    ("an HTTP server", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "connect"),
+    ("a truncated greeting", _packet(0, b"\x0a5.5.5-10.11.0-MariaDB\x00\x01"), "connect"),
+    ("a greeting of the wrong protocol", _packet(0, b"\x09" + b"\xff" * 60), "connect"),
+    ("an error packet of nonsense", _packet(0, b"\xff\x15"), "connect"),
+    ("a packet longer than what follows", b"\xff\xff\xff\x00" + b"x" * 100, "timeout"),
+    ("half a packet header", b"\x4a\x00", "timeout"),
+])
+def test_a_peer_that_is_not_mysql_gives_a_named_reason(hostile_mysql, name, greeting, reason):
+    peer = hostile_mysql(greeting=greeting)
+    t = mysql.MysqlTarget(name="hostile", service="gallery", port=peer.port, user=MONITOR_USER, interval=5, timeout=1)
+    result = asyncio.run(probe_once(t, "mysql"))
+    assert result.reason == reason, (name, result.reason, result.message)
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    pytest.param(lambda data: None, "connect", id="closed in the middle of the TABLES result"),
+    pytest.param(lambda data: _packet(1, b"\x01") + _packet(2, b"\x03de"), "query", id="a column definition cut short"),
+    pytest.param(lambda data: _packet(7, b"\x01"), "query", id="a packet out of sequence"),
+    # MariaDB says it is shutting down with a packet numbered 0, so pymysql reads zeros as that.
+    pytest.param(lambda data: data[:8] + bytes(len(data) - 8), "connect", id="zeroed packets"),
+])
+def test_a_server_that_breaks_off_or_garbles_a_result_gives_a_named_reason(db, hostile_mysql, password_file, tamper, reason):
+    peer = hostile_mysql(upstream=db.port, trigger=b"information_schema.TABLES", tamper=tamper)
+    t = mysql.MysqlTarget(name="garbled", service="gallery", port=peer.port, user=MONITOR_USER,
+                          password_file=password_file, schemas=(GALLERY,), interval=5, timeout=3)
+    result = asyncio.run(probe_once(t, "mysql"))
+    assert (result.success, result.reason) == (False, reason), result.log
+    assert result.samples[("stackprobe_mysql_up", ())] == 1  # connected; what was read before is kept
+
+
 def test_tls(start_exporter, db, mariadb_factory, mariadb_tls, password_file):
     ca_file = mariadb_tls[0]
     plain = mariadb_factory()

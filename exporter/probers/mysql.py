@@ -132,7 +132,8 @@ def _probe_error(e: Exception, connected: bool) -> ProbeError:
         # pymysql parses what the server sends without checking it: a peer that is not a MySQL
         # server (or a broken one) surfaces as IndexError, struct.error, UnicodeDecodeError...
         where = "a reply" if connected else "the server's greeting"
-        return ProbeError("query" if connected else "connect", f"malformed MySQL protocol in {where} ({type(e).__name__}: {e})")
+        detail = str(e).splitlines()[0] if str(e) else ""
+        return ProbeError("query" if connected else "connect", f"malformed MySQL protocol in {where} ({type(e).__name__}: {detail})")
     code = _error_code(e)
     message = f"({code}) {e.args[1]}" if len(e.args) > 1 else str(e)
     cause = os_error_in(e)
