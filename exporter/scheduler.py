@@ -1,6 +1,7 @@
 """Probes every target in the background, each on its own interval and under its own timeout.
 
-One asyncio task per target: a slow, hung or failing target only ever delays itself. Blocking
+One asyncio task per target: a slow, hung or failing target only ever delays itself. A /probe
+of a target whose scheduled probe is running shares that probe (and the other way round). Blocking
 client libraries run in a worker pool (see probers.base.BlockingProber). Each target has a
 phase, a hash of its name: its first probe comes within min(interval, 10 s) of (re)start, later
 ones at that phase of every interval, so hundreds of targets spread over the whole interval
@@ -14,6 +15,7 @@ import logging
 import time
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 
 from .config import Config
 from .probers import PROBERS
@@ -26,8 +28,19 @@ log = logging.getLogger("stackprobe.scheduler")
 STARTUP_SPREAD_SECONDS = 10.0
 
 
-async def probe_once(target: TargetConfig, prober_name: str, previous: TargetResult | None = None) -> TargetResult:
-    """Run one probe under the target's timeout and return the next TargetResult."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one probe found, before it is folded into a target's next TargetResult."""
+
+    ctx: ProbeContext
+    reason: str | None
+    message: str
+    duration: float
+    finished_at: float
+
+
+async def run_probe(target: TargetConfig, prober_name: str) -> Outcome:
+    """Run one probe under the target's timeout; never raises but for cancellation."""
     prober = PROBERS[prober_name]
     ctx = ProbeContext(target)
     started = time.monotonic()
@@ -49,9 +62,19 @@ async def probe_once(target: TargetConfig, prober_name: str, previous: TargetRes
         ctx.log(f"probe failed: reason={reason} {message}")
     else:
         ctx.log("probe succeeded")
+    return Outcome(ctx, reason, message, duration, time.time())
+
+
+def next_result(outcome: Outcome, target: TargetConfig, prober_name: str, previous: TargetResult | None) -> TargetResult:
+    """The TargetResult after `previous` (None: the first, counters from zero) and this outcome."""
     base = previous if previous is not None and previous.target == target else TargetResult(target, prober_name)
-    return base.completed(ctx, success=reason is None, reason=reason, message=message,
-                          duration=duration, finished_at=time.time())
+    return base.completed(outcome.ctx, success=outcome.reason is None, reason=outcome.reason, message=outcome.message,
+                          duration=outcome.duration, finished_at=outcome.finished_at)
+
+
+async def probe_once(target: TargetConfig, prober_name: str, previous: TargetResult | None = None) -> TargetResult:
+    """Run one probe under the target's timeout and return the next TargetResult."""
+    return next_result(await run_probe(target, prober_name), target, prober_name, previous)
 
 
 def _phase(target: TargetConfig) -> float:
@@ -66,6 +89,8 @@ class Scheduler:
         self.snapshot = snapshot
         self.config: Config | None = None
         self._tasks: dict[str, tuple[TargetConfig, asyncio.Task]] = {}
+        #: Target name -> the probe of it running now, shared by the schedule and /probe.
+        self._running: dict[str, tuple[TargetConfig, asyncio.Task[Outcome]]] = {}
         self._ready = False
 
     def apply(self, config: Config) -> None:
@@ -96,10 +121,38 @@ class Scheduler:
         return self._ready
 
     async def stop(self) -> None:
-        for _, task in self._tasks.values():
+        tasks = [t for _, t in self._tasks.values()] + [t for _, t in self._running.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*(t for _, t in self._tasks.values()), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._running.clear()
+
+    async def _probe(self, target: TargetConfig, prober_name: str) -> Outcome:
+        """The outcome of the probe of `target` running now, or of a new one.
+
+        The schedule and /probe share a running probe instead of starting a second one: two
+        probes of one target at once would only double its load, and a blocking prober refuses
+        the second one (reason timeout) while the first holds its worker thread.
+        """
+        running = self._running.get(target.name)
+        if running is None or running[0] != target:
+            task = asyncio.create_task(run_probe(target, prober_name), name=f"probe-run:{target.name}")
+            running = self._running[target.name] = (target, task)
+
+            def forget(done: asyncio.Task, name: str = target.name) -> None:
+                if self._running.get(name, (None, None))[1] is done:
+                    del self._running[name]
+            task.add_done_callback(forget)
+        # Shielded: a reload cancelling the schedule's loop, or a /probe client giving up, must
+        # not cancel a probe the other is waiting for.
+        return await asyncio.shield(running[1])
+
+    async def probe_now(self, target: TargetConfig) -> TargetResult:
+        """/probe: this target's result from a probe that finishes now (counters from zero);
+        it shares the scheduled probe if one is running."""
+        prober_name = self.config.prober_of(target)
+        return next_result(await self._probe(target, prober_name), target, prober_name, None)
 
     async def _loop(self, target: TargetConfig, prober_name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -110,8 +163,9 @@ class Scheduler:
         first = True
         while True:
             await asyncio.sleep(max(0.0, next_run - loop.time()))
+            outcome = await self._probe(target, prober_name)
             previous = self.snapshot.get(target.name)
-            result = await probe_once(target, prober_name, previous)
+            result = next_result(outcome, target, prober_name, previous)
             current = self._tasks.get(target.name)
             if current is None or current[1] is not asyncio.current_task():
                 return  # replaced or removed by a reload while probing: publish nothing

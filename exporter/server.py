@@ -25,7 +25,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import stackprobe
 
 from .collector import TEXT, Format, MetricsPage, join, negotiate
-from .scheduler import Scheduler, probe_once
+from .scheduler import Scheduler
 from .webconfig import WebConfigSource, WebState
 
 log = logging.getLogger("stackprobe.server")
@@ -110,7 +110,7 @@ class ExporterApp:
         if target is None:
             # Only configured targets: /probe must never become a proxy to arbitrary URLs.
             return _text(respond, "400 Bad Request", f"unknown target {name!r}: /probe only runs targets named in the config\n")
-        future = asyncio.run_coroutine_threadsafe(probe_once(target, config.prober_of(target)), self.loop)
+        future = asyncio.run_coroutine_threadsafe(self.scheduler.probe_now(target), self.loop)
         try:
             result = future.result(timeout=target.timeout + 5)
         except TimeoutError:

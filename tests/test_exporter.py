@@ -27,6 +27,7 @@ from stackprobe.exporter import metrics
 from stackprobe.exporter.collector import OPENMETRICS, TEXT, MetricsPage, join
 from stackprobe.exporter.probers import PROBERS
 from stackprobe.exporter.probers.base import BlockingProber, ProbeContext, ProbeError, TargetConfig
+from stackprobe.exporter.scheduler import _phase
 from stackprobe.exporter.shard import Shard
 from stackprobe.exporter.snapshot import Snapshot, TargetResult
 from stackprobe.exporter.webconfig import load_web_config
@@ -354,3 +355,53 @@ def test_label_values_are_escaped_in_both_formats():
     for families in (text_string_to_metric_families(page_text), openmetrics_families(page_om)):
         keys = {s.labels["key"] for fam in families for s in fam.samples if s.name == "stackprobe_redis_key_length"}
         assert keys == {awkward}
+
+
+def _name_with_phase(prefix: str, low: float, high: float) -> str:
+    """A target name whose schedule phase (hence first probe, phase x 10 s after start) is in [low, high)."""
+    return next(f"{prefix}-{i}" for i in range(1000)
+                if low <= _phase(TargetConfig(name=f"{prefix}-{i}", service="s", interval=3600)) < high)
+
+
+def test_probe_and_the_schedule_share_a_running_probe_of_a_slow_server(start_exporter, mariadb_factory):
+    """A /probe of a target whose scheduled probe is running, and a scheduled probe that comes
+    while a /probe runs, share the one probe: neither fails with `timeout` (a blocking prober
+    refuses a second probe while the first holds its thread), and no error is counted."""
+    server = mariadb_factory()
+    pid = int((server.base / "mysqld.pid").read_text())
+    early = _name_with_phase("early", 0.05, 0.15)  # scheduled first, at 0.5-1.5 s: /probe joins it
+    late = _name_with_phase("late", 0.4, 0.5)  # /probe first, at once: the schedule joins it at 4-5 s
+    targets = "".join(f"  - {{name: {n}, service: gallery, unix_socket: '{server.socket}', user: root,"
+                      " interval: 1h, timeout: 20s}\n" for n in (early, late))
+    responses: dict[str, httpx.Response] = {}
+
+    def probe(name: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: responses.__setitem__(name, exporter.get(f"/probe?target={name}")))
+        thread.start()
+        return thread
+
+    os.kill(pid, signal.SIGSTOP)  # the server accepts connections but answers nothing: a slow target
+    try:
+        started = time.monotonic()
+        exporter = start_exporter("mysql:\n" + targets)
+        threads = [probe(late)]
+        scheduler = exporter.exporter.scheduler
+        wait_until(lambda: early in scheduler._running, what="the scheduled probe of the early target")
+        threads.append(probe(early))
+        # The late target's scheduled probe starts at most 5 s after start and joins the running one.
+        wait_until(lambda: time.monotonic() > started + 7, timeout=30, what="the late target's schedule")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for thread in threads:
+        thread.join(30)
+    exporter.wait_for_all()
+    for name in (early, late):
+        assert responses[name].status_code == 200, responses[name].text
+        probed = parse_scrape(responses[name].text)
+        labels = frozenset({("service", "gallery"), ("target", name), ("prober", "mysql")})
+        assert probed[("stackprobe_probe_success", labels)] == 1
+        published = exporter.exporter.snapshot.get(name)
+        assert published.success and dict(published.errors) == {}
+        # One probe, two readers: the /probe answer is the very probe the schedule published.
+        assert probed[("stackprobe_probe_last_run_timestamp_seconds", labels)] == published.finished_at
+        assert exporter.value("stackprobe_probe_errors_total", target=name, reason="timeout") == 0
