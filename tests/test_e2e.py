@@ -58,11 +58,13 @@ DEADLINE = 180
 
 #: Indicators read from exporters that do not run here (the indicator library names them
 #: node_exporter or application); their recording rules and panels have no data by design.
-EXTERNAL_INDICATORS = {"cpu_usage", "memory_usage", "disk_usage", "app_error_ratio", "app_throughput",
+EXTERNAL_INDICATORS = {"cpu_usage", "memory_usage", "disk_usage", "oom_kills", "app_error_ratio", "app_throughput",
                        "app_job_success_ratio"}
 #: stackprobe series that cannot have data in this run, by name, and why.
 NO_DATA_HERE = {
     "service_target:stackprobe_http_latency_avg:ratio_change1w":
+        "compares with `offset 1w`; this Prometheus is a few minutes old",
+    "service_target:stackprobe_http_latency_avg6d:ratio_change1w":
         "compares with `offset 1w`; this Prometheus is a few minutes old",
     "stackprobe_mysql_replication_lag_seconds": "the private MariaDB is a primary (test_mysql.py covers a replica)",
     "stackprobe_mysql_replication_running": "the private MariaDB is a primary",
@@ -77,7 +79,7 @@ NO_DATA_HERE = {
 # --------------------------------------------------------------------------------------------
 
 def _backup_dir(path: Path, names: list[str], verify: str) -> Path:
-    """Backup files (valid gzip or tar.gz) one day apart, the newest two hours old."""
+    """Backup files (plain SQL, gzip or tar.gz as `verify` expects) one day apart, the newest two hours old."""
     path.mkdir(parents=True)
     now = time.time()
     for age, name in enumerate(reversed(names)):
@@ -91,8 +93,10 @@ def _backup_dir(path: Path, names: list[str], verify: str) -> Path:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
             file.write_bytes(buffer.getvalue())
-        else:
+        elif verify == "gzip":
             file.write_bytes(gzip.compress(data))
+        else:
+            file.write_bytes(data)
         mtime = now - 2 * HOUR - age * DAY
         os.utime(file, (mtime, mtime))
     return path
@@ -121,6 +125,9 @@ class Peers:
         return {
             "gallery-db": db,
             "vedfolnir-db": db,
+            "genart-db": db,
+            "genart-redis": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)}},
+            "genart-ipfs-gateway": {"url": f"{self.http.url}/json"},
             "vedfolnir-redis": {"url": f"{self.redis.url}/0"},
             "portfolio-cache": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)}},
             "gallery-cache": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)}},
@@ -160,13 +167,13 @@ def peers(tmp_path_factory: pytest.TempPathFactory, pki: Pki,
         db = MariaDB(base / "mariadb")
         db.start()
         stops.append(db.stop)
-        for schema in ("gallery", "vedfolnir"):
+        for schema in ("gallery", "vedfolnir", "genart"):
             db.sql(f"CREATE DATABASE {schema}")
             db.sql(f"CREATE TABLE {schema}.images (id INT PRIMARY KEY AUTO_INCREMENT, title VARCHAR(64), KEY (title))")
             db.sql(f"INSERT INTO {schema}.images (title) VALUES ('a'), ('b'), ('c')")
         # The README's GRANTs, for TCP from 127.0.0.1 (the server skips name resolution).
         db.sql("CREATE USER 'stackprobe'@'127.0.0.1' IDENTIFIED BY %s", (PASSWORDS["STACKPROBE_MYSQL_PASSWORD"],))
-        for grant in ("SELECT ON gallery.*", "SELECT ON vedfolnir.*", "SLAVE MONITOR ON *.*"):
+        for grant in ("SELECT ON gallery.*", "SELECT ON vedfolnir.*", "SELECT ON genart.*", "SLAVE MONITOR ON *.*"):
             db.sql(f"GRANT {grant} TO 'stackprobe'@'127.0.0.1'")
 
         password = PASSWORDS["STACKPROBE_REDIS_PASSWORD"]
@@ -193,7 +200,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory, pki: Pki,
 
         backups = {
             "gallery-db-dumps": _backup_dir(base / "backup", ["gallery-1.sql.gz", "gallery-2.sql.gz", "gallery-3.sql.gz"], "gzip"),
-            "vedfolnir-backups": _backup_dir(base / "backups", ["daily/vedfolnir-1.sql.gz", "daily/vedfolnir-2.sql.gz"], "none"),
+            "vedfolnir-backups": _backup_dir(base / "vedfolnir", ["vedfolnir_1.sql", "vedfolnir_2.sql"], "none"),
             "templates-backups": _backup_dir(base / "templates", ["site-1.tar.gz", "site-2.tar.gz"], "tar"),
             "portfolio-backups": _backup_dir(base / "portfolio", ["portfolio-1.sql.gz", "portfolio-2.sql.gz"], "gzip"),
             "genart-backups": _backup_dir(base / "genart", ["art-1.sql.gz", "art-2.sql.gz", "art-3.sql.gz"], "gzip"),
@@ -337,7 +344,7 @@ def incidents(stack: Stack, request: pytest.FixtureRequest) -> Incidents:
     induced = time.time()
     peers.redis.stop()
     stale = induced - 3 * DAY  # past the 48 h critical threshold
-    for file in peers.backups["vedfolnir-backups"].rglob("*.sql.gz"):
+    for file in peers.backups["vedfolnir-backups"].glob("vedfolnir_*.sql"):
         os.utime(file, (stale, stale))
 
     started = stack.started_at
@@ -567,7 +574,7 @@ def test_deploy_exporter_config_is_valid():
     result = subprocess.run([script, "check-config", DEPLOY / "stackprobe.yml"], capture_output=True, text=True,
                             env={**os.environ, **PASSWORDS}, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "OK, 23 targets" in result.stdout
+    assert "OK, 26 targets" in result.stdout
 
 
 def test_probe_job_scrapes_a_configured_target_on_demand(stack):

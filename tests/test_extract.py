@@ -253,3 +253,19 @@ def test_draft_a_new_service_through_promtool(tmp_path, promtool):
     ledger.write_text(re.sub(r"todo: [^}]*", "out_of_scope: decided in review", ledger.read_text()))
     decided = runner.invoke(cli.main, checking)
     assert decided.exit_code == 0, decided.output
+
+
+def test_every_wrong_or_missing_row_of_the_review_is_decided_in_a_ledger():
+    """../shared/review/playbook-audit.tsv: each W, M and NM row has a decision in its service's ledger."""
+    review = seeds_or_skip().parent / "review" / "playbook-audit.tsv"
+    if not review.is_file():
+        pytest.skip(f"no review at {review}")
+    services = {"U": "universal-gallery", "P": "portfolio", "V": "vedfolnir", "G": "generative-art-gallery",
+                "C": "client-templates"}
+    rows = [line.split("\t") for line in review.read_text().splitlines()[1:] if line.strip()]
+    open_rows = [(r[0], services[r[0][0]]) for r in rows if r[4] in ("W", "M", "NM")]
+    assert len(open_rows) == 43  # the review's W/M/NM rows (52 statements: some rows hold several)
+    decided = {s: yaml.safe_load((DEFAULT_DIRECTORY / "ledger" / f"{s}.yaml").read_text()).get("audit", {})
+               for s in services.values()}
+    missing = [row for row, service in open_rows if not decided[service].get(row, "").strip()]
+    assert not missing, f"review rows without a decision: {missing}"

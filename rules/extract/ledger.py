@@ -13,8 +13,9 @@ quote (not its line: moving text is fine), with exactly one disposition:
     process_only / not_measurable / out_of_scope   why no rule encodes it
     todo            listed for review (drafts); `gen-rules check` fails until it is decided
 
-`chosen` maps a catalogue tier to the reason its number is not in the playbook (a `for`
-chosen for a check that has none, a threshold for "monitoring issues").
+`chosen` maps a catalogue tier to the reason its number is not in the playbook (a condition
+such as "target down", a threshold for "monitoring issues"). `audit` records, per row of the
+playbook review, what was fixed or decided (rows without a number have no statement).
 
 `verify` compares one playbook with its ledger and the catalogue and returns every drift.
 """
@@ -75,6 +76,7 @@ class Ledger(StrictModel):
     playbook: str
     statements: list[Entry]
     chosen: dict[str, str] = Field({}, description="`kpi.tier` -> why its number is not a playbook statement.")
+    audit: dict[str, str] = Field({}, description="Review row id (../shared/review/playbook-audit.tsv) -> what was decided.")
 
 
 def ledger_path(catalogue_dir: Path, service_id: str) -> Path:
@@ -239,10 +241,11 @@ def dump(ledger: Ledger, header: str) -> str:
     for e in ledger.statements:
         data = {k: v for k, v in e.model_dump().items() if v not in (None, [], "")}
         lines.append("  - " + _flow(data))
-    if ledger.chosen:
-        lines.append("chosen:")
-        for ref, reason in ledger.chosen.items():
-            lines.append(f"  {ref}: {_scalar(reason)}")
+    for section in ("chosen", "audit"):
+        items = getattr(ledger, section)
+        if items:
+            lines.append(f"{section}:")
+            lines += [f"  {key}: {_scalar(text)}" for key, text in items.items()]
     return "\n".join(lines) + "\n"
 
 
