@@ -3,6 +3,8 @@ archives (intact, corrupted, truncated) and sha256sum-style sidecars."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import hashlib
 import io
@@ -16,6 +18,8 @@ import pytest
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config
 from stackprobe.exporter.probers.backup import PROBER
+from stackprobe.exporter.probers.base import ProbeError
+from stackprobe.exporter.scheduler import probe_once
 
 HOUR, DAY = 3600, 86400
 
@@ -215,3 +219,34 @@ def test_a_file_is_verified_once(start_exporter, tmp_path):
 def test_config_mistakes_are_rejected(fields: str):
     with pytest.raises(ConfigError, match="c.yaml:2"):
         config.parse("c.yaml", f"backup:\n  - {{name: b, service: db, path: /x, globs: ['*'], {fields}}}\n")
+
+
+def test_verifying_a_huge_file_ends_at_the_timeout_and_its_thread_stops(tmp_path):
+    """A 64 GiB (sparse) file takes minutes to hash; the probe ends at its timeout and the worker
+    thread, which cannot be killed, stops at its next read instead of reading to the end."""
+    path = tmp_path / "db.sql.gz"
+    with open(path, "wb") as f:
+        f.truncate(64 << 30)
+    old = time.time() - HOUR
+    os.utime(path, (old, old))
+    (tmp_path / "db.sql.gz.sha256").write_text(f"{'0' * 64}  db.sql.gz\n")
+    parsed = config.parse("c.yaml", "backup:\n" + target("huge", tmp_path, verify="sha256", timeout="500ms", interval="1h")).targets[0]
+
+    async def probe_then_wait_for_the_thread():
+        result = await probe_once(parsed, "backup")
+        if (thread := PROBER._running.get("huge")) is not None:  # else it ended with the probe
+            with contextlib.suppress(ProbeError):  # how it ends: "did not finish within the timeout"
+                await asyncio.wait_for(asyncio.shield(thread), 30)  # TimeoutError if it read on
+        return result
+
+    result = asyncio.run(probe_then_wait_for_the_thread())
+    assert (result.success, result.reason) == (False, "timeout")
+
+
+def test_a_checksum_file_on_a_fifo_is_io_not_a_hang(tmp_path):
+    put(tmp_path / "db.sql.gz", b"dump", HOUR)
+    os.mkfifo(tmp_path / "db.sql.gz.sha256")
+    parsed = config.parse("c.yaml", "backup:\n" + target("fifo", tmp_path, verify="sha256", interval="1h")).targets[0]
+    result = asyncio.run(probe_once(parsed, "backup"))
+    assert (result.success, result.reason) == (False, "io")
+    assert "db.sql.gz.sha256 is not a regular file" in result.message

@@ -6,6 +6,7 @@ so the exported values are checked against independent readings, to the second.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -220,3 +221,24 @@ def test_ipv6_address_is_accepted():
     parsed = config.parse("c.yaml", "cert:\n  - {name: t, service: web, address: '[::1]:443'}\n")
     assert parsed.targets[0].address == "[::1]:443"
     assert parsed.targets[0].interval == 3600 and parsed.targets[0].timeout == 10
+
+
+def test_files_and_ca_file_on_a_fifo_fail_at_once_and_starve_nothing(start_exporter, pki, tmp_path, tls_server, ca_file):
+    """Issue 14: cert files on a FIFO hung reader threads of the shared pool until other targets'
+    DNS lookups (which asyncio runs in that pool) timed out."""
+    os.mkfifo(tmp_path / "fifo.pem")
+    (tmp_path / "good.pem").write_bytes(pki.valid.pem)
+    server = tls_server(pki.chain(pki.valid))
+    port = server.address.rpartition(":")[2]
+    exporter = run(start_exporter,
+                   target("fifo", files=f"['{tmp_path}/fifo.pem']"),
+                   target("fifo-glob", files=f"['{tmp_path}/*.pem']"),
+                   target("fifo-ca", address=server.address, ca_file=str(tmp_path / "fifo.pem")),
+                   target("by-name", address=f"localhost:{port}", ca_file=ca_file))
+    for name in ("fifo", "fifo-glob"):
+        assert exporter.failure_reasons(name) == {"io"}
+        assert "fifo.pem is not a regular file" in exporter.get(f"/probe?target={name}&debug=true").text
+    # The readable file of the glob is still reported.
+    assert series(exporter, "stackprobe_cert_not_after_timestamp_seconds", "fifo-glob")
+    assert exporter.failure_reasons("fifo-ca") == {"io"}
+    assert exporter.value("stackprobe_probe_success", target="by-name") == 1  # resolved "localhost"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import tracemalloc
 from typing import Any
 
@@ -12,12 +13,13 @@ import yaml
 from prometheus_client.utils import floatToGoString
 
 from fixtures.exporter import RunningExporter, Series, parse_scrape
-from fixtures.http_servers import BIG_BODY_BYTES, JSON_BODY, PASSWORD, USERNAME, HttpPeer, TlsPeer
-from fixtures.net import free_port
+from fixtures.http_servers import (BIG_BODY_BYTES, BOMB_BYTES, JSON_BODY, PASSWORD, USERNAME, HttpPeer, TlsPeer,
+                                   encoded_bodies)
+from fixtures.net import free_port, wait_until
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config as config_mod
 from stackprobe.exporter import metrics
-from stackprobe.exporter.probers.http import PHASES, BodyBuffer
+from stackprobe.exporter.probers.http import PHASES, BodyBuffer, search_body
 from stackprobe.exporter.scheduler import probe_once
 
 P = metrics.PREFIX
@@ -288,3 +290,99 @@ def test_config_errors(target: dict[str, Any], problem: str) -> None:
         config_mod.parse("c.yaml", config_text({"name": "t", **target}))
     assert problem in str(e.value)
     assert "secret" not in str(e.value)
+
+
+def probe_target(**target: Any):
+    """One probe of one target, in this process (no exporter): for checks of a single result."""
+    parsed = config_mod.parse("<test>", config_text({"name": "t", **target})).targets[0]
+    return asyncio.run(probe_once(parsed, "http"))
+
+
+def test_a_runaway_body_regex_ends_at_the_timeout_and_never_blocks_metrics(start_exporter, http_server: HttpPeer) -> None:
+    """Issue 14: a backtracking regex on a long line stalled every /metrics for 60+ s."""
+    exporter = start_exporter(config_text({"name": "regex", "url": http_server.url + "/text/30000",
+                                           "body_regex": "(x+x+)+y", "timeout": "2s"}))
+    outcome: dict[str, Any] = {}
+    prober = threading.Thread(target=lambda: outcome.setdefault("probe", probe(exporter, "regex")))
+    prober.start()
+    wait_until(lambda: any(r.path == "/text/30000" for r in http_server.requests), what="the probe's request")
+    # While the search runs, a scrape is answered: the search is not on the event loop.
+    scraped = exporter.get("/metrics")
+    scrape_finished_first = prober.is_alive()
+    prober.join(60)
+    assert scraped.status_code == 200 and scrape_finished_first
+    s = outcome["probe"]
+    assert errors(s) == {"timeout": 1}
+    assert (value(s, P + "http_up"), value(s, P + "http_status_code")) == (0, 200)
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("deep-json", "nested too deeply"),
+    ("float-overflow", "n: the number is too large"),
+    ("long-number", "the body is not JSON"),
+])
+def test_hostile_json_bodies_fail_with_body(http_server: HttpPeer, name: str, says: str) -> None:
+    result = probe_target(url=http_server.url + f"/hostile/{name}", json_values=[{"path": "n"}])
+    assert (result.success, result.reason) == (False, "body"), result.message
+    assert says in result.message
+
+
+def test_a_gzip_bomb_is_decoded_in_bounded_memory(http_server: HttpPeer) -> None:
+    """max_body_bytes bounds what is decoded at once, not only what is kept."""
+    encoded_bodies()  # built before tracing: the fixture's own memory is not the prober's
+    tracemalloc.start()
+    try:
+        result = probe_target(url=http_server.url + "/encoded/bomb", timeout="60s", max_body_bytes=1024, body_regex="^\\x00+$")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (result.success, result.reason) == (True, None), result.message
+    assert result.samples[(P + "http_response_size_bytes", ())] == BOMB_BYTES
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes traced while decoding a {BOMB_BYTES}-byte bomb"
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("stacked", "stacks encodings"),
+    ("broken", "not valid gzip data"),
+    ("br", "'br' is not supported"),
+])
+def test_hostile_content_encodings_fail_with_body(http_server: HttpPeer, name: str, says: str) -> None:
+    result = probe_target(url=http_server.url + f"/encoded/{name}")
+    assert (result.success, result.reason) == (False, "body"), result.message
+    assert says in result.message
+    assert result.samples[(P + "http_status_code", ())] == 200
+
+
+def test_configured_headers_and_credentials_stay_with_the_configured_origin(http_server: HttpPeer, monkeypatch) -> None:
+    other = HttpPeer()
+    try:
+        monkeypatch.setenv("HTTP_TEST_PASSWORD", PASSWORD)
+        secret_headers = {"X-Api-Key": "key-for-the-configured-host-only", "Cookie": "session=abc"}
+        result = probe_target(url=http_server.url + "/redirect/1", headers=secret_headers,
+                              username=USERNAME, password_env="HTTP_TEST_PASSWORD")
+        assert result.success, result.message
+        same_origin = [r for r in http_server.requests if r.path in ("/redirect/1", "/redirect/0")]
+        assert len(same_origin) == 2 and all(r.headers["x-api-key"] == secret_headers["X-Api-Key"] for r in same_origin)
+        assert all("authorization" in r.headers for r in same_origin)
+
+        result = probe_target(url=f"{http_server.url}/elsewhere/{other.url}/json", headers=secret_headers,
+                              username=USERNAME, password_env="HTTP_TEST_PASSWORD")
+        assert result.success, result.message
+        [foreign] = other.requests
+        assert foreign.path == "/json"
+        assert {"x-api-key", "cookie", "authorization"}.isdisjoint(foreign.headers)
+    finally:
+        other.close()
+
+
+def test_a_tls_handshake_that_never_completes_is_timeout(silent_listener) -> None:
+    result = probe_target(url=f"https://127.0.0.1:{silent_listener.port}/", timeout="500ms")
+    assert (result.success, result.reason) == (False, "timeout"), result.message
+    assert result.samples[(P + "http_status_code", ())] == 0
+
+
+def test_the_body_search_itself_stops_at_its_time_limit() -> None:
+    """The worker thread ends too (a thread cannot be killed): regex's own timeout= stops it."""
+    with pytest.raises(TimeoutError):
+        search_body("(x+x+)+y", "x" * 30000, 0.2)
+    assert search_body('"status": *"ok"', '{"status": "ok"}', 1.0)

@@ -31,7 +31,7 @@ from pydantic import Field
 from stackprobe.configsource import Duration
 
 from ..metrics import gauge
-from .base import BlockingProber, ProbeContext, ProbeError, TargetConfig
+from .base import BlockingProber, ProbeContext, ProbeError, TargetConfig, open_regular_file
 
 CHUNK = 1 << 20
 #: Verification results kept per prober; one entry per (file, mode), so a few per target.
@@ -160,10 +160,12 @@ def _verify_tar(f: BinaryIO, deadline: float, name: str) -> str:
 def _expected_sha256(file: str) -> str:
     sidecar = file + ".sha256"
     try:
-        with open(sidecar, encoding="utf-8", errors="replace") as f:
-            lines = f.read(64 * 1024).splitlines()
-    except FileNotFoundError:
-        raise _VerifyFailed(f"no checksum file {sidecar}") from None
+        with open_regular_file(sidecar, "checksum file") as f:
+            lines = f.read(64 * 1024).decode("utf-8", errors="replace").splitlines()
+    except ProbeError:
+        if not os.path.lexists(sidecar):
+            raise _VerifyFailed(f"no checksum file {sidecar}") from None
+        raise
     except OSError as e:
         raise ProbeError("io", f"cannot read {sidecar}: {e.strerror or e}") from None
     # sha256sum format: "<hex>  <name>" ("*<name>" in binary mode), one line per file.
@@ -298,11 +300,7 @@ class BackupProber(BlockingProber[BackupTarget]):
                 ctx.log(f"verify {mode}: cached result from {cached.verified_at:.0f}: {cached.message}")
                 return cached
         ctx.log(f"verify {mode}: reading {file.path}")
-        try:
-            f = open(file.path, "rb")
-        except OSError as e:  # e.g. rotated away since the listing
-            raise ProbeError("io", f"cannot open {file.path}: {e.strerror or e}") from None
-        with f:
+        with open_regular_file(file.path, "backup file") as f:  # io if rotated away since the listing
             try:
                 verdict = _Verdict(True, _VERIFIERS[mode](f, ctx.deadline, file.path), time.time())
             except _CONTENT_ERRORS as e:

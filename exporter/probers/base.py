@@ -16,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Generic, TypeVar
 
-from cryptography import x509
 from pydantic import Field, model_validator
 
 from stackprobe.configsource import StrictModel, bounded_duration
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 from .. import metrics
 
@@ -153,12 +155,14 @@ class TLSClientConfig(StrictModel):
         return context
 
 
-def peer_certificates(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+def peer_certificates(ssl_object: ssl.SSLObject) -> list["x509.Certificate"]:
     """Every certificate the server sent, leaf first, verified or not.
 
     Python 3.11 has no public API for the chain (3.13 adds get_unverified_chain()); the private
     one exists since 3.10. Without it, only the leaf is available.
     """
+    from cryptography import x509  # ~14 MB: loaded by the first TLS probe, not at start-up
+
     chain = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
     if chain is not None:
         pems = [c.public_bytes() for c in chain() or ()]
@@ -186,11 +190,10 @@ def open_regular_file(path: Path | str, field: str) -> BinaryIO:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
         raise ProbeError("io", f"cannot read {field} {path}: {e.strerror or e}") from None
-    f = os.fdopen(fd, "rb")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
-        f.close()
+        os.close(fd)
         raise ProbeError("io", f"{field} {path} is not a regular file")
-    return f
+    return os.fdopen(fd, "rb")
 
 
 def read_regular_file(path: Path | str, field: str, limit: int) -> bytes:
@@ -247,8 +250,15 @@ async def run_isolated(running: dict[Any, asyncio.Future], key: Any, what: str, 
         raise ProbeError("timeout", f"the previous {what} of this target is still running")
     future = run_in_thread(fn, *args)
     running[key] = future
-    future.add_done_callback(lambda done: running.pop(key, None) if running.get(key) is done else None)
+    future.add_done_callback(lambda done: _forget(running, key, done))
     return await asyncio.shield(future)
+
+
+def _forget(running: dict[Any, asyncio.Future], key: Any, done: asyncio.Future) -> None:
+    if running.get(key) is done:
+        del running[key]
+    if not done.cancelled():
+        done.exception()  # retrieved: an abandoned call's error is not "never retrieved" noise
 
 
 #: run_isolated's in-flight calls of ProbeContext.off_loop, by (target name, purpose).

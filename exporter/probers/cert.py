@@ -5,6 +5,11 @@ least one certificate, expired or not, and alerts compare the exported dates wit
 For a server the chain is fetched with an unverified handshake, so expired or self-signed
 certificates still report their dates; trust is a separate check (a second, verifying
 handshake), so a broken chain is a metric (`stackprobe_cert_chain_verified` 0), not missing data.
+
+Files (`files`, `ca_file`) are read in a worker thread of the target's own (ProbeContext.off_loop):
+a hung mount stalls only that target, never the event loop nor the default thread pool that
+asyncio resolves host names in. A FIFO or device in their place fails at once with reason io.
+cryptography is imported at the first probe, so an exporter without cert targets never loads it.
 """
 
 from __future__ import annotations
@@ -12,19 +17,23 @@ from __future__ import annotations
 import asyncio
 import glob
 import ipaddress
+import os
 import socket
 import ssl
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from pydantic import Field, field_validator, model_validator
 
 from ..metrics import gauge
-from .base import ProbeContext, ProbeError, Prober, TargetConfig, peer_certificates
+from .base import ProbeContext, ProbeError, Prober, TargetConfig, peer_certificates, read_regular_file
 
-Found = list[tuple[str, x509.Certificate]]
+if TYPE_CHECKING:
+    from cryptography import x509
+
+Found = list[tuple[str, "x509.Certificate"]]
+#: A PEM file bigger than this is not a certificate bundle (a wrong glob, a log file).
+PEM_FILE_LIMIT = 16 * 1024 * 1024
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -64,7 +73,9 @@ class CertTarget(TargetConfig):
         return self
 
 
-def _common_name(name: x509.Name) -> str:
+def _common_name(name: "x509.Name") -> str:
+    from cryptography.x509.oid import NameOID
+
     attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attrs[0].value) if attrs else ""
 
@@ -75,13 +86,15 @@ def serial_hex(serial: int) -> str:
     return digits.zfill(len(digits) + len(digits) % 2)
 
 
-def hostname_matches(cert: x509.Certificate, name: str) -> bool:
+def hostname_matches(cert: "x509.Certificate", name: str) -> bool:
     """Does the certificate's subjectAltName cover `name` (RFC 6125: one left-most `*` label)?
 
     The stdlib only checks names inside a verifying handshake, which stops at the first error,
     so an untrusted or expired certificate would get no hostname answer; this check stands alone.
     Like browsers, it ignores the subject CN.
     """
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -106,13 +119,27 @@ def _unverified_context() -> ssl.SSLContext:
 
 
 def _verifying_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Trusts ca_file or the system CAs; the hostname is checked separately (hostname_matches)."""
+    """Trusts ca_file or the system CAs; the hostname is checked separately (hostname_matches).
+
+    Built once per version of ca_file (loading a CA store costs ~30 ms of CPU). Blocking: for a
+    worker thread.
+    """
     try:
-        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        key = (ca_file, os.stat(ca_file).st_mtime_ns if ca_file else None)
+        context = _VERIFYING_CONTEXTS.get(key)
+        if context is None:
+            cadata = read_regular_file(ca_file, "ca_file", PEM_FILE_LIMIT).decode("ascii", errors="replace") if ca_file else None
+            context = ssl.create_default_context(cadata=cadata)
+            context.check_hostname = False
+            if len(_VERIFYING_CONTEXTS) >= 64:  # stale versions of rotated files
+                _VERIFYING_CONTEXTS.clear()
+            _VERIFYING_CONTEXTS[key] = context
     except (OSError, ssl.SSLError) as e:
         raise ProbeError("io", f"cannot load ca_file {ca_file}: {getattr(e, 'strerror', None) or e}") from None
-    ctx.check_hostname = False
-    return ctx
+    return context
+
+
+_VERIFYING_CONTEXTS: dict[tuple, ssl.SSLContext] = {}
 
 
 #: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
@@ -137,8 +164,7 @@ class CertProber(Prober[CertTarget]):
             if target.address is not None:
                 await self._probe_server(target, target.address, ctx, found)
             else:
-                # glob and read in a thread: a hung mount must not freeze the event loop.
-                await asyncio.to_thread(self._read_files, target.files or [], ctx, found)
+                await ctx.off_loop("read of the files", self._read_files, target.files or [], ctx, found)
         finally:  # whatever was read is reported, even when the probe then fails
             for source, cert in found:
                 labels = dict(source=source, subject_cn=_common_name(cert.subject),
@@ -158,15 +184,16 @@ class CertProber(Prober[CertTarget]):
         found.extend((address, cert) for cert in chain)
         ctx.log(f"{address}: {len(chain)} certificates, leaf {chain[0].subject.rfc4514_string()}")
         ctx.set("cert_hostname_match", 1 if hostname_matches(chain[0], server_name) else 0, source=address)
+        verifying = await ctx.off_loop("read of ca_file", _verifying_context, target.ca_file)
         try:
-            await self._handshake(host, port, server_name, _verifying_context(target.ca_file), ctx)
+            await self._handshake(host, port, server_name, verifying, ctx)
             ctx.set("cert_chain_verified", 1, source=address)
         except ssl.SSLCertVerificationError as e:
             ctx.log(f"{address}: chain not verified: {e.verify_message}")
             ctx.set("cert_chain_verified", 0, source=address)
 
     @staticmethod
-    async def _handshake(host: str, port: int, server_name: str, tls: ssl.SSLContext, ctx: ProbeContext) -> list[x509.Certificate]:
+    async def _handshake(host: str, port: int, server_name: str, tls: ssl.SSLContext, ctx: ProbeContext) -> list["x509.Certificate"]:
         """One TLS handshake; returns the chain the server sent (the connection is closed at once).
 
         A verification failure propagates as ssl.SSLCertVerificationError for the caller to judge.
@@ -195,6 +222,8 @@ class CertProber(Prober[CertTarget]):
     @staticmethod
     def _read_files(patterns: list[str], ctx: ProbeContext, found: Found) -> None:
         """Every certificate in the matching files; unreadable files fail the probe with `io`."""
+        from cryptography import x509
+
         unreadable: list[str] = []
         for pattern in patterns:
             is_glob = glob.escape(pattern) != pattern
@@ -203,9 +232,9 @@ class CertProber(Prober[CertTarget]):
                 ctx.log(f"{pattern}: matched no file")
             for path in paths:
                 try:
-                    data = Path(path).read_bytes()
-                except OSError as e:
-                    unreadable.append(f"{path}: {e.strerror or e}")
+                    data = read_regular_file(path, "file", PEM_FILE_LIMIT)
+                except ProbeError as e:
+                    unreadable.append(str(e))
                     continue
                 try:
                     certs = x509.load_pem_x509_certificates(data)
@@ -215,7 +244,7 @@ class CertProber(Prober[CertTarget]):
                 ctx.log(f"{path}: {len(certs)} certificates")
                 found.extend((path, cert) for cert in certs)
         if unreadable:
-            raise ProbeError("io", "cannot read " + "; ".join(unreadable))
+            raise ProbeError("io", "; ".join(unreadable))
         if not found:
             raise ProbeError("empty", f"no certificate in {', '.join(patterns)}")
 

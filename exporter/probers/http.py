@@ -19,22 +19,34 @@ summed over the redirects of one probe:
 A phase cut short by a failure or the timeout counts until then, so a timed-out probe shows
 where its time went; phases never reached are 0.
 
-Failure reasons: dns, connect (refused, reset, or closed mid-response), timeout, tls, status
-(unexpected status, or more than `max_redirects` redirects: the last answer is then a redirect
-the probe did not follow, which is a status problem), body (regex, JSON, or content decoding),
-io (the password_file or ca_file cannot be read at probe time).
+Failure reasons: dns, connect (refused, reset, or closed mid-response), timeout (also a
+body_regex still searching when the timeout expires), tls, status (unexpected status, or more
+than `max_redirects` redirects: the last answer is then a redirect the probe did not follow,
+which is a status problem), body (regex, JSON, or content decoding), io (the password_file or
+ca_file cannot be read at probe time).
+
+Hostile bodies are bounded: Content-Encoding is decoded here, a step of at most DECODE_STEP
+bytes at a time, so a compression bomb costs time (bounded by the timeout), never memory;
+stacked encodings (`gzip, gzip`: 1.8 KB on the wire, 1 GiB decoded) are refused. The regex
+search and JSON parsing run in a worker thread, off the event loop; the search has a time
+limit (the `regex` package's timeout=, which the stdlib `re` lacks), JSON nesting is bounded by
+the interpreter's recursion limit (~1,000 levels) and numbers by its 4,300-digit limit.
+Configured headers, like Authorization, are only ever sent to the configured URL's origin: a
+redirect elsewhere drops them.
+
+httpx is imported at the first http target, so an exporter without one never loads it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import re
 import socket
 import ssl
 import time
-from typing import Annotated, Any, ClassVar
+import zlib
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 from stackprobe.configsource import StrictModel
@@ -42,6 +54,15 @@ from stackprobe.configsource import StrictModel
 from ..metrics import gauge, histogram
 from .base import (ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, exception_chain,
                    peer_certificates)
+
+if TYPE_CHECKING:
+    import httpx
+
+#: The most bytes one decoding step produces: what a compressed body can cost in memory at once.
+DECODE_STEP = 256 * 1024
+#: What the prober can decode (see BoundedDecoder); br/zstd would need extra libraries.
+ACCEPT_ENCODING = "gzip, deflate"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 PHASES: tuple[str, ...] = ("connect", "tls", "request", "first_byte", "transfer")
 
@@ -84,6 +105,8 @@ class HttpTarget(SecretRef, TargetConfig):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        import httpx
+
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL as e:
@@ -98,9 +121,11 @@ class HttpTarget(SecretRef, TargetConfig):
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
+            import regex
+
             try:
-                re.compile(value)
-            except re.error as e:
+                regex.compile(value)
+            except regex.error as e:
                 raise ValueError(f"invalid regular expression: {e}") from None
         return value
 
@@ -144,6 +169,44 @@ class PhaseTimer:
             ctx.set("http_phase_duration_seconds", seconds, phase=phase)
 
 
+class BoundedDecoder:
+    """Content-Encoding decoding (identity, gzip or deflate) that yields at most DECODE_STEP bytes
+    at a time, however much one compressed chunk expands to; one level of encoding only."""
+
+    def __init__(self, header: str):
+        encodings = [e.strip().lower() for e in header.split(",") if e.strip().lower() not in ("", "identity")]
+        if len(encodings) > 1:
+            raise ProbeError("body", f"Content-Encoding {header!r} stacks encodings; at most one is decoded")
+        self.encoding = encodings[0] if encodings else "identity"
+        if self.encoding in ("gzip", "x-gzip"):
+            self._zlib: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding == "deflate":  # zlib-wrapped as the RFC says; raw deflate is tried below
+            self._zlib = zlib.decompressobj()
+        elif self.encoding == "identity":
+            self._zlib = None
+        else:
+            raise ProbeError("body", f"Content-Encoding {self.encoding!r} is not supported (the probe asks for {ACCEPT_ENCODING})")
+        self._started = False
+
+    def decode(self, data: bytes) -> Any:
+        """The decoded pieces of one raw chunk (a generator: the caller may stop or yield between)."""
+        if self._zlib is None:
+            yield data
+            return
+        while data:
+            try:
+                piece = self._zlib.decompress(data, DECODE_STEP)
+            except zlib.error as e:
+                if self.encoding == "deflate" and not self._started:  # servers that send raw deflate
+                    self._zlib, self._started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                    continue
+                raise ProbeError("body", f"the body is not valid {self.encoding} data: {e}") from None
+            self._started = True
+            data = self._zlib.unconsumed_tail
+            if piece:
+                yield piece
+
+
 class BodyBuffer:
     """Counts every byte of a streamed body but keeps only the first `limit` bytes."""
 
@@ -167,6 +230,26 @@ class BodyBuffer:
         return f" (only the first {len(self.kept)} of {self.size} bytes were checked: max_body_bytes)" if self.truncated else ""
 
 
+def search_body(pattern: str, text: str, timeout: float) -> bool:
+    """body_regex in text, giving up after `timeout` seconds (TimeoutError); for a worker thread:
+    concurrent=True lets the search release the GIL."""
+    import regex
+
+    return regex.search(pattern, text, concurrent=True, timeout=timeout) is not None
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document of a body; ValueError (with a reason) for anything that is not one."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def same_origin(a: "httpx.URL", b: "httpx.URL") -> bool:
+    return (a.scheme, a.host, a.port or _DEFAULT_PORTS.get(a.scheme)) == (b.scheme, b.host, b.port or _DEFAULT_PORTS.get(b.scheme))
+
+
 def json_number(document: Any, path: str) -> float:
     """The value at a dotted path as a number (true=1, false=0); LookupError or ValueError if none."""
     node = document
@@ -178,12 +261,17 @@ def json_number(document: Any, path: str) -> float:
         else:
             raise LookupError(f"{path}: no {part!r} in the JSON body")
     if isinstance(node, (bool, int, float)):
-        return float(node)
+        try:
+            return float(node)
+        except OverflowError:  # an integer beyond float range
+            raise ValueError(f"{path}: the number is too large") from None
     raise ValueError(f"{path}: {type(node).__name__} is not a number or boolean")
 
 
-def failure_reason(exc: httpx.HTTPError) -> str:
+def failure_reason(exc: "httpx.HTTPError") -> str:
     """Map an httpx exception to a reason of metrics.ERROR_REASONS."""
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     if isinstance(exc, httpx.ConnectError):
@@ -193,8 +281,6 @@ def failure_reason(exc: httpx.HTTPError) -> str:
         if any(isinstance(c, ssl.SSLError) for c in causes):
             return "tls"
         return "connect"
-    if isinstance(exc, httpx.DecodingError):  # a broken Content-Encoding
-        return "body"
     if isinstance(exc, httpx.UnsupportedProtocol):  # redirected to a non-HTTP URL
         return "status"
     # Reset, closed mid-response, or not HTTP at all: the connection did not carry an answer.
@@ -226,6 +312,8 @@ class HttpProber(Prober[HttpTarget]):
     summary = "HTTP(S) endpoint: status, body regex, JSON values, phase timings, TLS expiry."
 
     async def probe(self, target: HttpTarget, ctx: ProbeContext) -> None:
+        import httpx
+
         ctx.set("http_up", 0)
         ctx.set("http_status_code", 0)
         phases = PhaseTimer()
@@ -244,11 +332,15 @@ class HttpProber(Prober[HttpTarget]):
                 ctx.observe("http_request_duration_seconds", time.monotonic() - started)
 
     async def _fetch_and_check(self, target: HttpTarget, ctx: ProbeContext, phases: PhaseTimer) -> None:
-        auth, ssl_context = self._auth(target), target.tls.ssl_context()
+        import httpx
+
+        auth = await self._auth(target, ctx)
+        ssl_context = await target.tls.load_ssl_context(ctx)
+        headers = {"Accept-Encoding": ACCEPT_ENCODING, **target.headers}
         # trust_env=False: no proxy variables and no .netrc; the probe measures the endpoint itself.
         async with httpx.AsyncClient(verify=ssl_context, timeout=httpx.Timeout(ctx.remaining()),
                                      trust_env=False, follow_redirects=False) as client:
-            request = client.build_request(target.method, target.url, headers=target.headers, content=target.body,
+            request = client.build_request(target.method, target.url, headers=headers, content=target.body,
                                            extensions={"trace": phases})
             response = await client.send(request, auth=auth, stream=True)
             try:
@@ -257,32 +349,56 @@ class HttpProber(Prober[HttpTarget]):
                     ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code}, redirected to {response.next_request.url}")
                     await response.aclose()
                     redirects += 1
-                    response = await client.send(response.next_request, stream=True)
+                    response = await client.send(self._without_own_headers(target, request, response.next_request, ctx), stream=True)
                 ctx.set("http_redirects", redirects)
                 ctx.set("http_status_code", response.status_code)
                 ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code} {response.http_version}")
                 self._export_connection(response, ctx)
-                body = BodyBuffer(target.max_body_bytes)
-                async for chunk in response.aiter_bytes():
-                    body.feed(chunk)
+                body = await self._read_body(response, target.max_body_bytes)
                 ctx.set("http_response_size_bytes", body.size)
                 ctx.log(f"read {body.size} body bytes, kept {len(body.kept)}")
             finally:
                 await response.aclose()
         if target.follow_redirects and response.next_request is not None:
             raise ProbeError("status", f"more than {target.max_redirects} redirects (max_redirects); the last was {response.status_code} to {response.next_request.url}")
-        self._check(target, response, body, ctx)
+        await self._check(target, response, body, ctx)
         ctx.set("http_up", 1)
 
     @staticmethod
-    def _auth(target: HttpTarget) -> httpx.BasicAuth | None:
-        """Basic auth with the password read now, so a rotated secret is used at the next probe."""
-        if target.username is None:
-            return None
-        return httpx.BasicAuth(target.username, target.password() or "")
+    def _without_own_headers(target: HttpTarget, first: "httpx.Request", redirect: "httpx.Request", ctx: ProbeContext) -> "httpx.Request":
+        """The redirect's request, minus the configured headers if it leaves the configured URL's
+        origin (httpx itself drops only Authorization): an X-Api-Key must not reach another host."""
+        if not same_origin(first.url, redirect.url):
+            dropped = [name for name in target.headers if name in redirect.headers]
+            for name in dropped:
+                del redirect.headers[name]
+            if dropped:
+                ctx.log(f"redirect to another origin: configured headers {', '.join(dropped)} not sent")
+        return redirect
 
     @staticmethod
-    def _export_connection(response: httpx.Response, ctx: ProbeContext) -> None:
+    async def _read_body(response: "httpx.Response", limit: int) -> BodyBuffer:
+        """The body, decoded with a bounded step; the first `limit` decoded bytes are kept."""
+        decoder = BoundedDecoder(response.headers.get("Content-Encoding", ""))
+        body = BodyBuffer(limit)
+        async for chunk in response.aiter_raw():
+            for piece in decoder.decode(chunk):
+                body.feed(piece)
+                if len(piece) == DECODE_STEP:  # a chunk that expands a lot: let others run, and the timeout land
+                    await asyncio.sleep(0)
+        return body
+
+    @staticmethod
+    async def _auth(target: HttpTarget, ctx: ProbeContext) -> "httpx.BasicAuth | None":
+        """Basic auth with the password read now, so a rotated secret is used at the next probe."""
+        import httpx
+
+        if target.username is None:
+            return None
+        return httpx.BasicAuth(target.username, await target.read_password(ctx) or "")
+
+    @staticmethod
+    def _export_connection(response: "httpx.Response", ctx: ProbeContext) -> None:
         """HTTP/TLS versions and the certificate expiry, read while the connection is open."""
         stream = response.extensions.get("network_stream")
         ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
@@ -296,18 +412,23 @@ class HttpProber(Prober[HttpTarget]):
                 ctx.log(f"{tls_version}, {len(certs)} certificate(s) served, earliest NotAfter {earliest.isoformat()}")
 
     @staticmethod
-    def _check(target: HttpTarget, response: httpx.Response, body: BodyBuffer, ctx: ProbeContext) -> None:
+    async def _check(target: HttpTarget, response: "httpx.Response", body: BodyBuffer, ctx: ProbeContext) -> None:
         code = response.status_code
         if not (code in target.valid_status_codes if target.valid_status_codes else 200 <= code < 300):
             expected = ", ".join(map(str, target.valid_status_codes)) or "2xx"
             raise ProbeError("status", f"status {code}, expected {expected}")
+        kept = bytes(body.kept)
         if target.body_regex is not None:
-            text = bytes(body.kept).decode(response.encoding or "utf-8", errors="replace")
-            if re.search(target.body_regex, text) is None:
+            text = kept.decode(response.encoding or "utf-8", errors="replace")
+            try:
+                found = await ctx.off_loop("body_regex", search_body, target.body_regex, text, ctx.remaining())
+            except TimeoutError:
+                raise ProbeError("timeout", f"body_regex {target.body_regex!r} still searching when the timeout expired{body.note()}") from None
+            if not found:
                 raise ProbeError("body", f"no match for body_regex {target.body_regex!r}{body.note()}")
         if target.json_values:
             try:
-                document = json.loads(body.kept)
+                document = await ctx.off_loop("JSON parsing", parse_json, kept)
             except ValueError as e:
                 raise ProbeError("body", f"the body is not JSON: {e}{body.note()}") from None
             problems = []
