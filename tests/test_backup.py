@@ -230,7 +230,7 @@ def test_verifying_a_huge_file_ends_at_the_timeout_and_its_thread_stops(tmp_path
     old = time.time() - HOUR
     os.utime(path, (old, old))
     (tmp_path / "db.sql.gz.sha256").write_text(f"{'0' * 64}  db.sql.gz\n")
-    parsed = config.parse("c.yaml", "backup:\n" + target("huge", tmp_path, verify="sha256", timeout="500ms", interval="1h")).targets[0]
+    parsed = config.parse("c.yaml", "backup:\n" + target("huge", tmp_path, verify="sha256", timeout="500ms")).targets[0]
 
     async def probe_then_wait_for_the_thread():
         result = await probe_once(parsed, "backup")
@@ -246,7 +246,7 @@ def test_verifying_a_huge_file_ends_at_the_timeout_and_its_thread_stops(tmp_path
 def test_a_checksum_file_on_a_fifo_is_io_not_a_hang(tmp_path):
     put(tmp_path / "db.sql.gz", b"dump", HOUR)
     os.mkfifo(tmp_path / "db.sql.gz.sha256")
-    parsed = config.parse("c.yaml", "backup:\n" + target("fifo", tmp_path, verify="sha256", interval="1h")).targets[0]
+    parsed = config.parse("c.yaml", "backup:\n" + target("fifo", tmp_path, verify="sha256")).targets[0]
     result = asyncio.run(probe_once(parsed, "backup"))
     assert (result.success, result.reason) == (False, "io")
     assert "db.sql.gz.sha256 is not a regular file" in result.message
