@@ -120,6 +120,13 @@ def test_cli_json_contract_is_deterministic():
         assert result.exit_code == 0 and "shop.md" in result.output
 
 
+def test_an_unreadable_playbook_exits_2_naming_it(tmp_path):
+    bad = tmp_path / "bad.md"
+    bad.write_bytes(b"# Ops\n\n\xff\xfe CPU usage > 80%\n")
+    result = CliRunner().invoke(cli.main, ["extract", str(bad)])
+    assert result.exit_code == 2 and f"{bad}: cannot read the playbook" in result.output
+
+
 # --- the seeds' ledgers (golden) ------------------------------------------------------------------
 
 def test_every_seed_statement_is_accounted_for():
@@ -162,8 +169,18 @@ def test_an_edited_value_fails_naming_file_line_and_quote(playbooks):
     edit(playbooks / UNIVERSAL, "- [ ] Cache hit rate > 85%", "- [ ] Cache hit rate > 88%")
     result = check(playbooks)
     assert result.exit_code == 1
-    assert f'{UNIVERSAL}:31: "Cache hit rate > 88%": value changed: the playbook now says 0.88' in result.output
-    assert "cache_hit_ratio.warning" in result.output
+    assert f'{UNIVERSAL}:31: "Cache hit rate > 88%": changed: the playbook now says 0.88' in result.output
+    assert (f'{UNIVERSAL}:31: "Cache hit rate > 88%": value differs: the playbook says 0.88, '
+            "universal-gallery/cache_hit_ratio.warning has 0.85") in result.output
+
+
+def test_an_edited_duration_fails_against_the_tier_it_backs(playbooks):
+    vedfolnir = "002_33be61e04c552999.txt"
+    edit(playbooks / vedfolnir, "CPU usage (alert if >80% for 5 minutes)", "CPU usage (alert if >80% for 10 minutes)")
+    result = check(playbooks)
+    assert result.exit_code == 1
+    assert (f'{vedfolnir}:570: "CPU usage (alert if >80% for 10 minutes)": `for` differs: the playbook says 600 s, '
+            "vedfolnir/cpu.warning has 300 s") in result.output
 
 
 def test_an_added_threshold_line_is_unaccounted(playbooks):

@@ -47,6 +47,15 @@ def _table(statements: list[Statement]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
 
 
+def read_statements(path: Path, vocab: Vocabulary) -> list[Statement]:
+    """The playbook's statements; an unreadable file (missing, not UTF-8) exits 2 naming it."""
+    try:
+        return extract_file(path, vocab)
+    except (OSError, UnicodeDecodeError) as e:
+        click.echo(f"gen-rules: {path}: cannot read the playbook: {e}", err=True)
+        sys.exit(2)
+
+
 def render_statements(statements: list[Statement], fmt: str) -> str:
     data = [s.as_dict() for s in statements]
     if fmt == "json":
@@ -74,7 +83,7 @@ def _slug(text: str) -> str:
 def write_draft(path: Path, service_id: str | None, catalogue_dir: Path, load) -> list[str]:
     """Write `<id>.yaml` and `ledger/<id>.yaml` for a playbook the catalogue does not know yet."""
     indicators = load_indicators(catalogue_dir)
-    statements = extract_file(path, vocabulary(indicators))
+    statements = read_statements(path, vocabulary(indicators))
     title = next((line.lstrip("# ").strip() for line in path.read_text(encoding="utf-8").splitlines()
                   if line.startswith("# ")), path.stem)
     service_id = service_id or _slug(title)
@@ -136,7 +145,7 @@ def verify_playbooks(model: Any, catalogue_dir: Path, playbooks: Path) -> tuple[
             click.echo(f"gen-rules: invalid ledger:\n{e}", err=True)
             sys.exit(2)
         rel = f"{lpath.parent.name}/{lpath.name}"
-        problems += verify(service, ledger, extract_file(source, vocab), rel)
+        problems += verify(service, ledger, read_statements(source, vocab), rel)
         counts.append((service.playbook, summary(ledger, service)))
     return problems, sorted(counts)
 
@@ -170,6 +179,6 @@ def make_command(load, default_catalogue: Path) -> click.Command:
                 click.echo(f"gen-rules: wrote {written}")
             return
         vocab = vocabulary(load_indicators(catalogue_dir))
-        click.echo(render_statements([s for f in files for s in extract_file(f, vocab)], fmt))
+        click.echo(render_statements([s for f in files for s in read_statements(f, vocab)], fmt))
 
     return extract

@@ -142,11 +142,12 @@ def verify(service: Any, ledger: Ledger, statements: list[Statement], ledger_fil
         if was is None:
             problems.append(Problem(st.file, st.line, st.quote, f"{st.kind} not accounted for in {ledger_file}"))
             continue
-        gone.remove(was)
+        gone.remove(was)  # the same sentence with other numbers: changed, and checked against what it backs
         cited = ", ".join(was.backs) or was.disposition
         problems.append(Problem(st.file, st.line, st.quote,
-                                f"value changed: the playbook now says {_show(st.value)}, {ledger_file} has "
-                                f"{_show(was.value)} ({cited}) from \"{was.quote}\""))
+                                f"changed: the playbook now says {_show(st.value)}, {ledger_file} has {_show(was.value)} "
+                                f"({cited}) from \"{was.quote}\""))
+        pairs.append((st, was))
     for entry in gone:
         problems.append(Problem(ledger.playbook, entry.line, entry.quote, f"cited in {ledger_file} but no longer in the playbook"))
     backed: set[str] = set()

@@ -8,14 +8,14 @@ commands, not prose) without disturbing the line numbers of what follows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 _PARSER = MarkdownIt("commonmark").enable("table")
 
-#: Block kinds: a heading, a paragraph, a list item or checklist item, a table row.
-BlockKind = str
+BlockKind = Literal["heading", "paragraph", "list_item", "checklist_item", "table_row"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,6 @@ def blocks(source: str) -> list[Block]:
     tokens = _PARSER.parse(source)
     out: list[Block] = []
     section: list[tuple[int, str]] = []  # (level, title)
-    stack: list[str] = []  # open containers: "li", "table", ...
     leads: list[str] = []  # text of the enclosing list items' first paragraphs
     item_first_para: list[bool] = []
     header: list[str] = []
@@ -79,11 +78,7 @@ def blocks(source: str) -> list[Block]:
             i += 3
             continue
         path = tuple(s[1] for s in section)
-        if t in ("bullet_list_open", "ordered_list_open"):
-            stack.append("list")
-        elif t in ("bullet_list_close", "ordered_list_close"):
-            stack.pop()
-        elif t == "list_item_open":
+        if t == "list_item_open":
             item_first_para.append(True)
             leads.append("")
         elif t == "list_item_close":

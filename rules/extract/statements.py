@@ -19,8 +19,9 @@ from pathlib import Path
 from .markdown import Block, blocks
 from .vocabulary import Vocabulary
 
-KINDS = ("threshold", "frequency", "response_time", "retention", "maintenance_window", "schedule",
-         "priority", "duration", "status", "value")
+#: The kinds of statement, as `kind` says: threshold, frequency, response_time, retention,
+#: maintenance_window, schedule (a time of day a task runs), priority, duration (of a task or
+#: phase), status (an HTTP status code), value (a number with a unit and no comparison).
 
 # --- units -----------------------------------------------------------------------------------
 
@@ -47,7 +48,7 @@ _TOKEN = re.compile(
     (?P<date>\b\d{{4}}-\d{{2}}-\d{{2}}\b)
   | (?P<time>\b(?P<h1>\d{{1,2}})(?::(?P<m1>\d{{2}}))?\s*(?P<ap1>AM|PM|am|pm)?
         \s*(?:-|–|to)\s*(?P<h2>\d{{1,2}})(?::(?P<m2>\d{{2}}))?\s*(?P<ap2>AM|PM|am|pm)\b
-     | \b(?P<h3>\d{{1,2}}):(?P<m3>\d{{2}})\s*(?P<ap3>AM|PM|am|pm)?(?![\d:]))
+     | \b(?P<h3>\d{{1,2}})(?::(?P<m3>\d{{2}})\s*(?P<ap3>AM|PM|am|pm)?|\s*(?P<ap4>AM|PM|am|pm)\b)(?![\d:]))
   | (?P<priority>\bP(?P<plevel>[0-4])\b)
   | (?P<status>\b(?P<code>[1-5]\d\d)\s+(?:status|OK)\b)
   | (?P<split>\b(?P<sa>\d{{1,2}})/(?P<sb>\d{{1,2}})\b(?!\s*(?:second|sec|minute|min|hour|day)))
@@ -62,7 +63,7 @@ _TOKEN = re.compile(
 _COMPARATORS: list[tuple[str, str]] = [
     (r">=|≥|\bat least\b|\bat or above\b|\bno (?:less|fewer) than\b|\bminimum(?: of)?\b", ">="),
     (r"<=|≤|\bat most\b|\bat or below\b|\bno more than\b|\bno older than\b|\bwithin(?: the)?(?: last)?\b|\bup to\b|\bmaximum(?: of)?\b", "<="),
-    (r">|\bover\b|\bexceeds?\b|\bexceeding\b|\bmore than\b|\babove\b|\bgreater than\b|\bhigher than\b|\bbeyond\b", ">"),
+    (r">|\bover\b|\bexceeds?\b|\bexceeding\b|\bmore than\b|\babove\b|\bgreater than\b|\bhigher than\b|\bbeyond\b|\bolder than\b", ">"),
     (r"<|\bbelow\b|\bunder\b|\bless than\b|\bfewer than\b|\blower than\b|\bstays? under\b", "<"),
     (r"=|\bequals?\b", "="),
 ]
@@ -254,7 +255,7 @@ def _scan(text: str, block: Block, file: str, quote: str, line: int, vocabulary:
             kind = "maintenance_window" if (m.group("h2") and _MAINTENANCE.search(" ".join(block.section) + " " + text)
                                              and (_WEEKDAY.search(text) or _TIMEZONE.search(text))) else "schedule"
             if m.group("h3"):
-                times = [(_time_of_day(m.group("h3"), m.group("m3"), m.group("ap3")), None)]
+                times = [(_time_of_day(m.group("h3"), m.group("m3"), m.group("ap3") or m.group("ap4")), None)]
             else:
                 ap1 = m.group("ap1") or m.group("ap2")
                 times = [(_time_of_day(m.group("h1"), m.group("m1"), ap1), ">="),
