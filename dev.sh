@@ -89,7 +89,8 @@ ensure_system_tools() {
     # binary -> Debian package; servers the tests start privately, and the Prometheus tools.
     local missing=() pair bin pkg
     for pair in mariadbd:mariadb-server redis-server:redis-server promtool:prometheus \
-                amtool:prometheus-alertmanager chromium:chromium vmagent:victoria-metrics; do
+                amtool:prometheus-alertmanager chromium:chromium vmagent:victoria-metrics \
+                vmalert:victoria-metrics; do
         bin=${pair%%:*} pkg=${pair#*:}
         command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("$pkg")
     done

@@ -19,7 +19,7 @@ from stackprobe.configsource import format_duration
 
 from . import spec
 from .gotemplate import FACTOR, UNIT_FORMATS, LabelRef, Part, Template, ValueFormat, format_value
-from .promql import Matcher, join, matchers, number, selector
+from .promql import Matcher, join, keep_labels, matchers, number, selector
 from .spec import FixtureSeries, Source, TimeInterval, Where, substitute
 
 #: Alert `severity` label of each tier.
@@ -58,7 +58,9 @@ class Indicator:
     unit: str
     provider: str
     description: str
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # the labels the recorded series keep, aggregation labels included
+    #: The catalogue's aggregation labels (cluster, env, ...), kept by every aggregation of `expr`.
+    aggregation_labels: tuple[str, ...]
     window: float | None
     liveness: bool
     expr: str  # the PromQL recorded (whitespace collapsed), ${params} and ${match} substituted
@@ -239,7 +241,9 @@ class Policy:
 class Routing:
     runbook_base_url: str
     global_: Mapping[str, Any]
-    group_by: tuple[str, ...]
+    group_by: tuple[str, ...]  # aggregation labels included
+    #: Labels alerts of different clusters differ by: inhibitions hold only within equal values.
+    aggregation_labels: tuple[str, ...]
     receivers: Mapping[str, Mapping[str, Any]]
     policies: Mapping[str, Policy]  # by priority, P0 first
     time_intervals: Mapping[str, tuple[TimeInterval, ...]]
@@ -285,14 +289,23 @@ def _binding(service: spec.Service, provider: str) -> spec.ExporterBinding:
     return service.exporters[provider]  # type: ignore[index]
 
 
-def _indicator(ind: spec.Indicator, service: spec.Service) -> Indicator:
+def _recorded_expr(expr: str, extra: tuple[str, ...]) -> str:
+    """The PromQL a recording rule records: one line, keeping the aggregation labels."""
+    return keep_labels(_one_line(expr), extra)
+
+
+def _with(labels: list[str], extra: tuple[str, ...]) -> tuple[str, ...]:
+    return (*labels, *(label for label in extra if label not in labels))
+
+
+def _indicator(ind: spec.Indicator, service: spec.Service, extra: tuple[str, ...]) -> Indicator:
     binding = _binding(service, ind.provider)
     params = dict(ind.params, **binding.params)
     match = join(matchers(dict(sorted(binding.match.items()))))
     return Indicator(
         id=ind.id, record=ind.record, unit=ind.unit, provider=ind.provider, description=ind.description,
-        labels=tuple(ind.labels), window=ind.window, liveness=ind.liveness,
-        expr=_one_line(substitute(ind.expr, dict(params, match=match))),
+        labels=_with(ind.labels, extra), aggregation_labels=extra, window=ind.window, liveness=ind.liveness,
+        expr=_recorded_expr(substitute(ind.expr, dict(params, match=match)), extra),
         metrics=tuple(substitute(m, params) for m in ind.metrics),
         match=dict(binding.match),
         fixture=tuple(fx.model_copy(update={"series": substitute(fx.series, params)}) for fx in ind.fixture),
@@ -412,7 +425,8 @@ def _service(cat: spec.Catalogue, service: spec.Service) -> Service:
     base_url = cat.routing.runbook_base_url
     playbook_url = f"{base_url}{service.playbook}"
     used = {k.indicator for k in service.kpis if k.indicator}
-    bound = {i.id: _indicator(i, service) for i in cat.indicators.values() if i.id in used}
+    extra = tuple(cat.routing.aggregation_labels)
+    bound = {i.id: _indicator(i, service, extra) for i in cat.indicators.values() if i.id in used}
     kpis, alerts = [], []
     for raw in service.kpis:
         kpi = _kpi(raw, service, bound.get(raw.indicator or ""), base_url)
@@ -446,7 +460,9 @@ def _routing(r: spec.Routing, services: tuple[Service, ...], where: Where) -> Ro
                              policy.repeat_interval or policy.response_time, tuple(policy.active_time_intervals))
     liveness = tuple(a.name for s in services for a in s.alerts
                      if a.kind == "threshold" and a.indicator is not None and a.indicator.liveness)
-    return Routing(runbook_base_url=r.runbook_base_url, global_=dict(r.global_), group_by=tuple(r.group_by),
+    extra = tuple(r.aggregation_labels)
+    return Routing(runbook_base_url=r.runbook_base_url, global_=dict(r.global_), group_by=_with(r.group_by, extra),
+                   aggregation_labels=extra,
                    receivers=dict(r.receivers), policies=policies,
                    time_intervals={n: tuple(tis) for n, tis in r.time_intervals.items()},
                    liveness_alerts=liveness, where=where)
@@ -455,7 +471,8 @@ def _routing(r: spec.Routing, services: tuple[Service, ...], where: Where) -> Ro
 def resolve(cat: spec.Catalogue) -> Model:
     """The model of a validated catalogue."""
     services = tuple(_service(cat, s) for s in cat.services)
-    shared = tuple(Recording(i.record, _one_line(i.expr), {}, cat.where[("indicator", i.id)])
+    extra = tuple(cat.routing.aggregation_labels)
+    shared = tuple(Recording(i.record, _recorded_expr(i.expr, extra), {}, cat.where[("indicator", i.id)])
                    for i in cat.indicators.values() if i.provider == "stackprobe")
     return Model(services=services, recordings=shared, routing=_routing(cat.routing, services, cat.where[("routing",)]))
 

@@ -8,9 +8,12 @@ instead of becoming part of the query.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import promql_parser
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 
@@ -53,3 +56,51 @@ def selector(name: str, ms: Iterable[Matcher], sep: str = ", ") -> str:
 def number(v: float) -> str:
     """A PromQL number literal, stable across runs (no float noise like 0.00010000000000000009)."""
     return f"{v:.10g}"
+
+
+def keep_labels(expr: str, labels: Sequence[str]) -> str:
+    """`expr` rewritten so every aggregation and every `on (...)` vector match also keeps
+    `labels`: `sum by (service) (x)` -> `sum by (service, cluster) (x)`, `sum(x)` ->
+    `sum by (cluster) (x)`, `without (cluster)` loses `cluster`. Unchanged when `labels` is empty.
+
+    The rewrite goes through promql-parser's AST (each changed node re-parsed from its parts),
+    so it applies to any valid expression, not to the spellings a regex would know.
+    """
+    if not labels:
+        return expr
+    extra = list(labels)
+
+    def plus(names: Sequence[str]) -> str:
+        return ", ".join([*names, *(n for n in extra if n not in names)])
+
+    def rewrite(node: promql_parser.Expr) -> promql_parser.Expr | None:
+        if isinstance(node, promql_parser.AggregateExpr):
+            param = f"{node.param}, " if node.param is not None else ""
+            m = node.modifier
+            if m is not None and m.type == promql_parser.AggModifierType.Without:
+                grouping = "without (" + ", ".join(n for n in m.labels if n not in extra) + ")"
+            else:
+                grouping = f"by ({plus(m.labels if m is not None else [])})"
+            return promql_parser.parse(f"{node.op} {grouping} ({param}{node.expr})")
+        if isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+            bm = node.modifier
+            if bm.matching is None or bm.matching.type != promql_parser.LabelModifierType.Include:
+                return None  # one-to-one on all labels, or ignoring (...): the labels already match
+            card = promql_parser.VectorMatchCardinality
+            side = "group_left" if bm.card == card.ManyToOne else "group_right" if bm.card == card.OneToMany else ""
+            group = f" {side} ({', '.join(bm.group_labels or [])})" if side else ""
+            flag = " bool" if bm.return_bool else ""
+            return promql_parser.parse(f"({node.lhs}) {node.op}{flag} on ({plus(bm.matching.labels)}){group} ({node.rhs})")
+        return None
+
+    return _without_empty_braces(str(promql_parser.transform(promql_parser.parse(expr), post_visit=rewrite)))
+
+
+_STRING = re.compile(r'("(?:[^"\\]|\\.)*")')
+_EMPTY_BRACES = re.compile(r"(?<=[A-Za-z0-9_:])\{\}")
+
+
+def _without_empty_braces(text: str) -> str:
+    """promql-parser prints a bare metric name as `name{}`; drop the braces outside string literals."""
+    parts = _STRING.split(text)
+    return "".join(p if i % 2 else _EMPTY_BRACES.sub("", p) for i, p in enumerate(parts))

@@ -257,6 +257,10 @@ class Routing(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     runbook_base_url: str
+    #: Labels every series carries where several clusters share one store (e.g. Prometheus
+    #: `external_labels` such as cluster, env): every recording rule keeps them in its
+    #: aggregations, so alerts carry them, and Alertmanager groups and inhibits by them.
+    aggregation_labels: list[LabelName] = []
     global_: dict[str, Any] = Field({}, alias="global")
     group_by: list[Annotated[str, Field(pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*|\.\.\.)$")]]
     receivers: dict[str, dict[Annotated[str, Field(pattern=r"^[a-z]+_configs$")], list[dict[str, Any]]]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from click.testing import CliRunner
 from fixtures.promtools import run
 from stackprobe.exporter.metrics import PREFIX, exported_series_names
 from stackprobe.rules import cli, model
-from stackprobe.rules.emit import alertmanager, promtests
-from stackprobe.rules.spec import PRIORITIES, load_catalogue, substitute
+from stackprobe.rules.emit import alertmanager, prometheus, promtests
+from stackprobe.rules.promql import keep_labels
+from stackprobe.rules.spec import DEFAULT_DIRECTORY, PRIORITIES, load_catalogue, substitute
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"
@@ -257,3 +259,113 @@ def test_provenance_names_real_playbook_sections(resolved):
             for source in {kpi.source, *(t.source for t in kpi.tiers)}:
                 assert source.section in headings(source.playbook), \
                     f"{service.id}/{kpi.id}: no heading {source.section!r} in {source.playbook}"
+
+
+# --- rules that travel (issue 13, item 2) ---------------------------------------------------------
+
+def test_vmalert_dry_run_accepts_every_rule_file(vmalert, built, tmp_path):
+    files = sorted(built.glob("*.rules.yml"))
+    assert len(files) >= 6
+    result = run(vmalert, "-dryRun", "-loggerLevel=ERROR", *(f"-rule={f}" for f in files))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The same run refuses a broken file, so the check above can fail.
+    broken = tmp_path / "broken.rules.yml"
+    broken.write_text(files[0].read_text().replace("expr: ", "expr: sum(", 1))
+    assert run(vmalert, "-dryRun", "-loggerLevel=ERROR", f"-rule={broken}").returncode != 0
+
+
+def test_no_rule_group_exceeds_the_ruler_limit(built, resolved):
+    """Mimir and Cortex refuse groups above 20 rules by default; a KPI's alerts stay in one group."""
+    manifest = yaml.safe_load((built / "kubernetes" / "prometheusrule.yaml").read_text())
+    for source, groups in [(f.name, yaml.safe_load(f.read_text())["groups"]) for f in sorted(built.glob("*.rules.yml"))] + [
+            ("prometheusrule.yaml", manifest["spec"]["groups"])]:
+        names = [g["name"] for g in groups]
+        assert len(names) == len(set(names)), source
+        assert all(0 < len(g["rules"]) <= prometheus.MAX_GROUP_RULES for g in groups), source
+    split = [g for g in yaml.safe_load((built / "portfolio.rules.yml").read_text())["groups"] if "alerts" in g["name"]]
+    assert [g["name"] for g in split] == ["portfolio-alerts", "portfolio-alerts-2"]  # 28 alerts
+    group_of = {r["alert"]: g["name"] for g in split for r in g["rules"]}
+    for kpi in resolved.service("portfolio").kpis:
+        assert len({group_of[name] for name in kpi.alert_names}) <= 1, kpi.id
+
+
+AGGREGATION_LABELS = ["cluster", "env"]
+
+
+@pytest.fixture(scope="module")
+def built_with_aggregation_labels(tmp_path_factory) -> Path:
+    """The committed catalogue with `aggregation_labels: [cluster, env]` in its routing, built."""
+    root = tmp_path_factory.mktemp("aggregated")
+    catalogue = root / "catalogue"
+    shutil.copytree(DEFAULT_DIRECTORY, catalogue)
+    routing = catalogue / "routing.yaml"
+    routing.write_text(routing.read_text() + f"\naggregation_labels: {AGGREGATION_LABELS}\n")
+    result = CliRunner().invoke(cli.main, ["build", "--catalogue", str(catalogue), "--out", str(root / "out")])
+    assert result.exit_code == 0, result.output
+    return root / "out" / "rules" / "generated"
+
+
+def test_aggregation_labels_are_kept_by_every_recording_rule(built_with_aggregation_labels):
+    checked = 0
+    for path in sorted(built_with_aggregation_labels.glob("*.rules.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "record" not in rule:
+                    continue
+                dropped = []
+
+                def visit(node) -> None:
+                    if isinstance(node, promql_parser.AggregateExpr):
+                        m = node.modifier
+                        kept = m is not None and ((m.type == promql_parser.AggModifierType.By and
+                                                   set(AGGREGATION_LABELS) <= set(m.labels)) or
+                                                  (m.type == promql_parser.AggModifierType.Without and
+                                                   not set(AGGREGATION_LABELS) & set(m.labels)))
+                        if not kept:
+                            dropped.append(str(node))
+
+                promql_parser.walk(promql_parser.parse(rule["expr"]), visit)
+                assert not dropped, f"{path.name} {rule['record']}: {dropped}"
+                checked += 1
+    assert checked >= 30
+
+
+def test_aggregation_labels_reach_every_alert_in_the_rule_unit_tests(built_with_aggregation_labels, promtool):
+    """promtool evaluates the rules on series carrying cluster/env and expects them on each alert."""
+    files = sorted((built_with_aggregation_labels / "tests").glob("*.test.yml"))
+    expected = [a["exp_labels"] for f in files for t in yaml.safe_load(f.read_text())["tests"]
+                for c in t["alert_rule_test"] for a in c["exp_alerts"] if a["exp_labels"]["kpi"] != "probes_absent"]
+    assert len(expected) > 80
+    assert all(e["cluster"] == "cluster-1" and e["env"] == "env-1" for e in expected)
+    with ThreadPoolExecutor(len(files)) as pool:
+        results = list(pool.map(lambda f: run(promtool, "test", "rules", f.name, cwd=f.parent), files))
+    failed = [f"{f.name}:\n{r.stdout}{r.stderr}" for f, r in zip(files, results) if r.returncode != 0]
+    assert not failed, "\n".join(failed)
+
+
+def test_aggregation_labels_group_and_scope_notifications(built_with_aggregation_labels, amtool, vmalert):
+    doc = yaml.safe_load((built_with_aggregation_labels / "alertmanager.yml").read_text())
+    assert doc["route"]["group_by"][-2:] == AGGREGATION_LABELS
+    # A critical alert in one cluster must not inhibit the warning of another.
+    assert all(set(AGGREGATION_LABELS) <= set(rule["equal"]) for rule in doc["inhibit_rules"])
+    result = run(amtool, "check-config", built_with_aggregation_labels / "alertmanager.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = sorted(built_with_aggregation_labels.glob("*.rules.yml"))
+    result = run(vmalert, "-dryRun", "-loggerLevel=ERROR", *(f"-rule={f}" for f in files))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("expr, kept", [
+    ("sum(rate(x[5m]))", "sum by (cluster, env)(rate(x[5m]))"),
+    ("max by (service, cluster) (x)", "max by (service, cluster, env)(x)"),
+    ("sum without (cluster, pod) (x)", "sum without (pod)(x)"),
+    ("topk(3, x)", "topk by (cluster, env)(3, x)"),
+    ('a / on (service) group_left (tier) b{l="q{}"}', '(a) / on (service, cluster, env) group_left (tier) (b{l="q{}"})'),
+    ("a > bool on (s) b", "(a) > bool on (s, cluster, env) (b)"),
+    ("a / ignoring (le) b", "a / ignoring (le) b"),
+])
+def test_keep_labels_rewrites_through_the_parser(expr, kept):
+    out = keep_labels(expr, AGGREGATION_LABELS)
+    assert out == kept
+    promql_parser.parse(out)
+    assert keep_labels(expr, []) == expr

@@ -3,28 +3,46 @@
 Outputs (paths relative to the --out root):
     rules/generated/indicators.rules.yml   recording rules of every stackprobe indicator (shared)
     rules/generated/<service>.rules.yml    the service's external recording rules and its alerts
+No group holds more than MAX_GROUP_RULES rules, so the files load unchanged into Mimir's and
+Cortex's rulers as well as Prometheus and vmalert.
 """
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from ..model import Model, Service
 from .files import HEADER, INDICATORS_FILE, PROMETHEUSRULE_FILE, dump, service_file
 
+#: The most rules a group may hold: the default limit of Mimir's and Cortex's rulers.
+MAX_GROUP_RULES = 20
+
+Rule = dict[str, Any]
+
+
+def packed(name: str, units: list[list[Rule]]) -> list[dict[str, Any]]:
+    """Rules in order, in groups of at most MAX_GROUP_RULES; a unit (one KPI's alerts) is never
+    split. The first group keeps `name` (its rules keep their state when a service grows), the
+    next ones are `name-2`, `name-3`, ..."""
+    groups: list[list[Rule]] = [[]]
+    for unit in units:
+        if groups[-1] and len(groups[-1]) + len(unit) > MAX_GROUP_RULES:
+            groups.append([])
+        groups[-1].extend(unit)
+    return [{"name": name if i == 0 else f"{name}-{i + 1}", "rules": rules} for i, rules in enumerate(groups) if rules]
+
 
 def indicator_groups(model: Model) -> list[dict[str, Any]]:
-    """One shared group recording every stackprobe indicator (they carry the `service` label already)."""
-    return [{"name": "stackprobe-indicators", "rules": [r.rule() for r in model.recordings]}]
+    """The shared groups recording every stackprobe indicator (they carry the `service` label already)."""
+    return packed("stackprobe-indicators", [[r.rule()] for r in model.recordings])
 
 
 def service_groups(service: Service) -> list[dict[str, Any]]:
     """External indicators recorded for this service (its own metric names), then its alerts."""
-    groups = []
-    if service.recordings:
-        groups.append({"name": f"{service.id}-indicators", "rules": [r.rule() for r in service.recordings]})
-    groups.append({"name": f"{service.id}-alerts", "rules": [a.rule() for a in service.alerts]})
-    return groups
+    groups = packed(f"{service.id}-indicators", [[r.rule()] for r in service.recordings])
+    by_kpi = groupby(service.alerts, key=lambda a: a.kpi.id if a.kpi else a.name)
+    return groups + packed(f"{service.id}-alerts", [[a.rule() for a in alerts] for _, alerts in by_kpi])
 
 
 def emit(model: Model) -> dict[str, str]:

@@ -97,6 +97,7 @@ def inputs(kpi: KPI, indicator: Indicator, v: float, samples: int) -> tuple[list
     """Input series making the indicator equal v for this KPI, and the recorded series' labels."""
     base = {"service": kpi.service, "target": f"{kpi.service}-1"} if indicator.provider == "stackprobe" \
         else dict(indicator.match)
+    base.update({label: f"{label}-1" for label in indicator.aggregation_labels})
     step = step_of(indicator)
     shift = int((indicator.fixture_shift or 0) // step)
     out: list[dict[str, str]] = []
