@@ -133,6 +133,15 @@ def family(name: str) -> Family:
         raise KeyError(f"metric family {name!r} is declared neither in exporter/metrics.py nor by a prober") from None
 
 
+def up_family(prober: str) -> str | None:
+    """`stackprobe_<prober>_up` (did the server answer at all), if the prober declares one.
+
+    It is a fact about the latest probe alone, so after a failed probe it is never carried over
+    from an earlier, successful one (see snapshot.TargetResult.completed)."""
+    name = f"{PREFIX}{prober}_up"
+    return name if name in _collected()[1] else None
+
+
 def exported_series_names() -> set[str]:
     """Every series name a scrape can contain (histogram and counter suffixes included)."""
     names: set[str] = set()

@@ -18,6 +18,10 @@ from . import metrics
 from .collector import render_result
 from .probers.base import Labels, ProbeContext, TargetConfig
 
+#: After a failed probe, the last successful probe's samples stay exported through this many
+#: consecutive failed probes, then are dropped (see the README, "How probing works").
+KEEP_SAMPLES_THROUGH_FAILURES = 2
+
 
 @dataclass(frozen=True)
 class Histogram:
@@ -49,7 +53,11 @@ class TargetResult:
     duration: float = 0.0
     finished_at: float | None = None  # Unix time; None until the first probe completes
     last_success_at: float | None = None
+    #: What /metrics exports: this probe's samples, over the last success's while they are kept.
     samples: Mapping[tuple[str, Labels], float] = field(default_factory=dict)
+    #: The samples of the last successful probe, while a failed probe may still export them.
+    kept_samples: Mapping[tuple[str, Labels], float] = field(default_factory=dict, repr=False)
+    failures_in_a_row: int = 0
     log: tuple[str, ...] = ()
     errors: Mapping[str, int] = field(default_factory=dict)
     histograms: Mapping[str, Histogram] = field(default_factory=dict)
@@ -58,7 +66,24 @@ class TargetResult:
 
     def completed(self, ctx: ProbeContext, *, success: bool, reason: str | None, message: str,
                   duration: float, finished_at: float) -> "TargetResult":
-        """The next result after a probe finished; carries the counters and histograms forward."""
+        """The next result after a probe finished; carries the counters and histograms forward.
+
+        A failed probe exports its own samples over those of the last successful probe, for at
+        most KEEP_SAMPLES_THROUGH_FAILURES failed probes in a row: one failed probe must neither
+        make a firing alert's series vanish (and the alert resolve) nor, if the failure lasts,
+        leave old values standing in for a target that no longer answers. The prober's `_up`
+        family is never kept: it says what this probe found, 0 if it found nothing.
+        """
+        own = dict(ctx.samples)
+        failures = 0 if success else self.failures_in_a_row + 1
+        if success:
+            samples, kept = own, MappingProxyType(own)
+        else:
+            kept = self.kept_samples if failures <= KEEP_SAMPLES_THROUGH_FAILURES else MappingProxyType({})
+            up = metrics.up_family(self.prober)
+            samples = {key: value for key, value in kept.items() if key[0] != up} | own
+            if up is not None:
+                samples.setdefault((up, ()), 0.0)
         errors = dict(self.errors)
         if reason:
             errors[reason] = errors.get(reason, 0) + 1
@@ -69,7 +94,7 @@ class TargetResult:
         result = replace(
             self, success=success, reason=reason, message=message, duration=duration,
             finished_at=finished_at, last_success_at=finished_at if success else self.last_success_at,
-            samples=MappingProxyType(dict(ctx.samples)), log=tuple(ctx.log_lines),
+            samples=MappingProxyType(samples), kept_samples=kept, failures_in_a_row=failures, log=tuple(ctx.log_lines),
             errors=MappingProxyType(errors), histograms=MappingProxyType(histograms),
         )
         return replace(result, pieces=MappingProxyType(render_result(result)))

@@ -33,6 +33,7 @@ from stackprobe.exporter.snapshot import Snapshot, TargetResult
 from stackprobe.exporter.webconfig import load_web_config
 
 from fixtures.exporter import parse_scrape
+from fixtures.http_servers import HttpPeer
 from fixtures.net import free_port, wait_for_port, wait_until
 
 
@@ -405,3 +406,62 @@ def test_probe_and_the_schedule_share_a_running_probe_of_a_slow_server(start_exp
         # One probe, two readers: the /probe answer is the very probe the schedule published.
         assert probed[("stackprobe_probe_last_run_timestamp_seconds", labels)] == published.finished_at
         assert exporter.value("stackprobe_probe_errors_total", target=name, reason="timeout") == 0
+
+
+def _exposition_of(exporter, name: str, failures: int) -> dict:
+    """The series of `name`'s result once it has failed `failures` probes in a row: parsed from
+    that very result, so a probe finishing meanwhile cannot change what is checked."""
+    wait_until(lambda: exporter.exporter.snapshot.get(name).failures_in_a_row == failures,
+               timeout=30, what=f"{failures} failed probes of {name} in a row")
+    return parse_scrape(join([exporter.exporter.snapshot.get(name).pieces], TEXT).decode())
+
+
+def test_a_failed_probe_keeps_the_last_samples_for_two_probes_then_drops_them(start_exporter, tmp_path):
+    directory = backup_dir(tmp_path)
+    exporter = start_exporter("backup:\n" + backup_target("b", directory))
+    exporter.wait_for_probe("b")
+    good = exporter.exporter.snapshot.get("b")
+    assert good.success
+    target = frozenset({("service", "portfolio"), ("target", "b")})
+    probe = target | {("prober", "backup")}
+    newest = good.samples[("stackprobe_backup_newest_timestamp_seconds", ())]
+    shutil.rmtree(directory)  # a real problem, not a blip: the directory is gone
+    for failures in (1, 2):
+        series = _exposition_of(exporter, "b", failures)
+        assert series[("stackprobe_probe_success", probe)] == 0
+        assert series[("stackprobe_probe_last_success_timestamp_seconds", probe)] == good.finished_at
+        assert series[("stackprobe_probe_errors_total", probe | {("reason", "io")})] == failures
+        assert series[("stackprobe_backup_newest_timestamp_seconds", target)] == newest  # still there: no alert resolves
+    series = _exposition_of(exporter, "b", 3)
+    assert series[("stackprobe_probe_success", probe)] == 0
+    assert series[("stackprobe_probe_last_success_timestamp_seconds", probe)] == good.finished_at
+    assert not [n for n, _ in series if n.startswith("stackprobe_backup_")]  # dropped: old values no longer pose as news
+    backup_dir(tmp_path)  # back again: the next probe succeeds and exports fresh samples
+    wait_until(lambda: exporter.exporter.snapshot.get("b").success, timeout=30, what="a successful probe again")
+    assert exporter.value("stackprobe_backup_files", target="b") == 1
+
+
+def test_up_is_never_kept_from_an_earlier_probe(start_exporter):
+    server = HttpPeer()
+    exporter = start_exporter(
+        "http:\n"
+        f"  - {{name: h, service: portfolio, url: '{server.url}/json', interval: 1s, json_values: [{{path: count}}]}}\n")
+    exporter.wait_for_probe("h")
+    assert exporter.exporter.snapshot.get("h").success
+    server.close()  # connection refused from now on
+    series = _exposition_of(exporter, "h", 1)
+    target = frozenset({("service", "portfolio"), ("target", "h")})
+    assert series[("stackprobe_http_up", target)] == 0  # what this probe found
+    assert series[("stackprobe_http_status_code", target)] == 0  # this probe got no response
+    assert series[("stackprobe_http_json_value", target | {("path", "count")})] == 3  # kept from the last success
+
+    # A probe that measured nothing at all (here: a Redis probe that timed out) still says up 0.
+    redis_target = PROBERS["redis"].target_model(name="r", service="cache", url="redis://127.0.0.1:1/0")
+    ok = ProbeContext(redis_target)
+    ok.set("redis_up", 1)
+    ok.set("redis_connected_clients", 4)
+    result = TargetResult(redis_target, "redis").completed(ok, success=True, reason=None, message="", duration=0.1,
+                                                           finished_at=time.time())
+    failed = result.completed(ProbeContext(redis_target), success=False, reason="timeout", message="", duration=10,
+                              finished_at=time.time())
+    assert dict(failed.samples) == {("stackprobe_redis_up", ()): 0.0, ("stackprobe_redis_connected_clients", ()): 4.0}
