@@ -111,8 +111,16 @@ def render_result(result: TargetResult) -> dict[str, bytes]:
     # Every reason is exported from the first probe on, so rate() sees the first error too.
     for reason in metrics.ERROR_REASONS:
         add(p + "probe_errors_total", f'{probe},reason="{reason}"', float(result.errors.get(reason, 0)))
+    # Label pairs repeat across series (schema, component, index names): escape each once.
+    pairs: dict[tuple[str, str], str] = {}
     for (name, labels), value in result.samples.items():
-        add(name, f"{base},{_labels(labels)}" if labels else base, value)
+        text = [base]
+        for pair in labels:
+            rendered = pairs.get(pair)
+            if rendered is None:
+                rendered = pairs[pair] = f'{pair[0]}="{_escape_label(pair[1])}"'
+            text.append(rendered)
+        lines.setdefault(name, []).append(f"{name}{{{','.join(text)}}} {floatToGoString(value)}\n")
     for name, hist in result.histograms.items():
         out = lines.setdefault(name, [])
         for bound, count in zip(hist.bounds, hist.counts):

@@ -66,7 +66,11 @@ async def run_probe(target: TargetConfig, prober_name: str) -> Outcome:
 
 
 def next_result(outcome: Outcome, target: TargetConfig, prober_name: str, previous: TargetResult | None) -> TargetResult:
-    """The TargetResult after `previous` (None: the first, counters from zero) and this outcome."""
+    """The TargetResult after `previous` (None: the first, counters from zero) and this outcome.
+
+    The scheduler calls it in a worker thread: rendering a large result's exposition (~25 ms at
+    2,000 MySQL tables) must not stall the event loop, where other probes are being timed.
+    """
     base = previous if previous is not None and previous.target == target else TargetResult(target, prober_name)
     return base.completed(outcome.ctx, success=outcome.reason is None, reason=outcome.reason, message=outcome.message,
                           duration=outcome.duration, finished_at=outcome.finished_at)
@@ -152,7 +156,7 @@ class Scheduler:
         """/probe: this target's result from a probe that finishes now (counters from zero);
         it shares the scheduled probe if one is running."""
         prober_name = self.config.prober_of(target)
-        return next_result(await self._probe(target, prober_name), target, prober_name, None)
+        return await asyncio.to_thread(next_result, await self._probe(target, prober_name), target, prober_name, None)
 
     async def _loop(self, target: TargetConfig, prober_name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -165,7 +169,7 @@ class Scheduler:
             await asyncio.sleep(max(0.0, next_run - loop.time()))
             outcome = await self._probe(target, prober_name)
             previous = self.snapshot.get(target.name)
-            result = next_result(outcome, target, prober_name, previous)
+            result = await asyncio.to_thread(next_result, outcome, target, prober_name, previous)
             current = self._tasks.get(target.name)
             if current is None or current[1] is not asyncio.current_task():
                 return  # replaced or removed by a reload while probing: publish nothing
