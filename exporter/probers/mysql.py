@@ -434,16 +434,17 @@ def _read_index_stats(session: Session, rows_of: dict[tuple[str, str], Any]) -> 
         ):
             if (schema, table) in rows_of:
                 cardinality.setdefault((schema, table), {})[index] = value
-    samples = {}
     labels = ("schema", "table", "index")
-    for (schema, table), indexes in cardinality.items():
-        known = [(index, value) for index, value in indexes.items() if value is not None]
-        rows = rows_of[(schema, table)]
-        table_ctx = ProbeContext(session.target)
-        table_ctx.set_many("mysql_index_cardinality", labels, (((schema, table, index), value) for index, value in known))
-        if rows:  # no selectivity for an empty table (or one without a row estimate)
-            table_ctx.set_many("mysql_index_selectivity", labels, (((schema, table, index), value / rows) for index, value in known))
-        samples[(schema, table)] = table_ctx.samples
+    known = [((schema, table, index), value, rows_of[(schema, table)])
+             for (schema, table), indexes in cardinality.items() for index, value in indexes.items() if value is not None]
+    read = ProbeContext(session.target)
+    read.set_many("mysql_index_cardinality", labels, ((key, value) for key, value, _ in known))
+    # No selectivity for an empty table (or one without a row estimate).
+    read.set_many("mysql_index_selectivity", labels, ((key, value / rows) for key, value, rows in known if rows))
+    samples: dict[tuple[str, str], dict] = {}
+    for sample, value in read.samples.items():
+        (_, schema), (_, table), _ = sample[1]
+        samples.setdefault((schema, table), {})[sample] = value
     return _IndexStats(time.monotonic(), time.time(), time.monotonic() - started, samples)
 
 
