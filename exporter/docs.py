@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from stackprobe.configsource import format_duration, parse_duration
 
 from . import metrics
+from .config import MODULE_FIELD, MODULES_KEY
 from .probers import PROBERS
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (python -m stackprobe.exporter.docs) -->"
@@ -76,6 +77,8 @@ def config_tables() -> str:
             desc = (info.description or "").replace("|", "\\|").replace("\n", " ")
             kind = "duration" if _is_duration(info.metadata) else _type_name(info.annotation)
             out.append(f"| `{field}` | {kind} | {_default(field, info, model)} | {desc} |")
+        out.append(f"| `{MODULE_FIELD}` | str |  | A module of `{MODULES_KEY}.{name}` whose fields this target "
+                   "inherits (the target's own fields win). |")
         out.append("")
     return "\n".join(out).rstrip()
 

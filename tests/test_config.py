@@ -104,3 +104,45 @@ def test_readme_reference_tables_are_generated_from_the_code():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert docs.render(readme) == readme, "README tables are stale: run python -m stackprobe.exporter.docs"
+
+
+MODULES = """\
+modules:
+  http:
+    slow-api:
+      interval: 2m
+      timeout: 30s
+      tls: {verify: false}
+mysql: []
+http:
+  - {name: inherits, service: s, url: "http://127.0.0.1:1/", module: slow-api}
+  - {name: overrides, service: s, url: "http://127.0.0.1:2/", module: slow-api, timeout: 5s}
+  - {name: plain, service: s, url: "http://127.0.0.1:3/"}
+"""
+
+
+def test_targets_inherit_their_module_and_override_it(tmp_path):
+    by_name = config.parse(write(tmp_path, MODULES)).by_name()
+    assert (by_name["inherits"].interval, by_name["inherits"].timeout, by_name["inherits"].tls.verify) == (120, 30, False)
+    assert (by_name["overrides"].interval, by_name["overrides"].timeout) == (120, 5)
+    assert (by_name["plain"].interval, by_name["plain"].tls.verify) == (30, True)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (MODULES.replace("module: slow-api, timeout", "module: fast-api, timeout"),
+     "stackprobe.yml:10: http[1].module: unknown module 'fast-api' (modules.http has: slow-api)"),
+    (MODULES.replace("      timeout: 30s\n", "      timeout: 30s\n      url: x\n      tiemout: 1s\n"),
+     "stackprobe.yml:7: modules.http.slow-api.tiemout: unknown field for a module"),
+    (MODULES.replace("interval: 2m", "interval: 1ms"), "stackprobe.yml:4: http[0].interval: 1ms is out of range 1s to 1w"),
+    (MODULES.replace("  http:\n    slow-api", "  ftp:\n    x: {}\n  http:\n    slow-api"),
+     "stackprobe.yml:2: modules.ftp: unknown prober"),
+    (MODULES.replace("      interval: 2m\n", "      name: shared\n"), "stackprobe.yml:4: modules.http.slow-api.name: unknown field"),
+])
+def test_module_mistakes_name_file_line_and_field(tmp_path, text, expected):
+    lines = problems(tmp_path, text)
+    assert any(expected in line for line in lines), lines
+
+
+def test_deploy_example_uses_modules_for_its_shared_credentials():
+    text = (Path(__file__).parent.parent / "deploy" / "stackprobe.yml").read_text()
+    assert "modules:" in text and text.count("password_env: STACKPROBE_MYSQL_PASSWORD") == 1

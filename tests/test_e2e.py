@@ -218,10 +218,11 @@ def peers(tmp_path_factory: pytest.TempPathFactory, pki: Pki,
 def exporter_config(local: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """deploy/stackprobe.yml with every target pointed here and probed every few seconds."""
     config = yaml.safe_load((DEPLOY / "stackprobe.yml").read_text())
-    names = {t["name"] for targets in config.values() for t in targets}
+    probers = {k: v for k, v in config.items() if k != "modules"}  # modules: settings targets inherit
+    names = {t["name"] for targets in probers.values() for t in targets}
     assert names == set(local), (f"deploy/stackprobe.yml and this test disagree on the targets: "
                                  f"only in the file {sorted(names - set(local))}, only here {sorted(set(local) - names)}")
-    for prober, targets in config.items():
+    for prober, targets in probers.items():
         for target in targets:
             target.update(local[target["name"]], interval=f"{INTERVALS[prober]}s", timeout=f"{INTERVALS[prober]}s")
     return config
