@@ -99,4 +99,4 @@ def test_the_exporter_logs_parseable_lines_and_no_secret(tmp_path, fmt):
     failed = next(r for r in records if r["msg"] == "probe failed")
     assert failed["level"] == "warn" and failed["target"] == "db" and failed["reason"]
     reload = next(r for r in records if r["msg"] == "config reload failed, keeping the previous config")
-    assert reload["level"] == "error" and f"{config}:1: " in reload["error"]
+    assert reload["level"] == "error" and re.match(rf"{re.escape(str(config))}:\d+: invalid YAML", reload["error"])
