@@ -16,6 +16,7 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from stackprobe.rules.model import Model
+from stackprobe.rules.promql import Matcher, join, selector
 
 from .panels import (
     AMBER,
@@ -47,15 +48,19 @@ def shared_steps(model: Model, indicator_id: str) -> tuple[Step, ...]:
     return steps(shared_limits(model, indicator_id))
 
 
-def scope(*matchers: str) -> str:
+#: The `$service` and `$target` picked on a dashboard, as matchers.
+PICKED = (Matcher("service", "$service", "=~"), Matcher("target", "$target", "=~"))
+
+
+def scope(*extra: Matcher) -> str:
     """The selector limiting a query to the `$service` and `$target` picked on the dashboard,
-    plus any further matchers (written out, e.g. `'component=~"data|index"'`)."""
-    return "{" + ", ".join(('service=~"$service"', 'target=~"$target"', *matchers)) + "}"
+    plus any further matchers."""
+    return "{" + join((*PICKED, *extra)) + "}"
 
 
 def _probe_row(prober: str) -> list[Item]:
     """The first row of every prober dashboard: did the probes succeed, how long, why not."""
-    s = scope(f'prober="{prober}"')
+    s = scope(Matcher("prober", prober))
     return [
         dash_b.Row("Probes"),
         stat_panel(
@@ -92,8 +97,8 @@ def _dashboard(prober: str, title: str, description: str, items: list[Item], *, 
         f"stackprobe / {title}", uid("prober", prober), description, time_from=time_from, refresh=refresh, tags=["prober", prober]
     ).variables([
         datasource_variable(),
-        label_variable("service", "Service", f'stackprobe_probe_success{{prober="{prober}"}}'),
-        label_variable("target", "Target", f'stackprobe_probe_success{{prober="{prober}", service=~"$service"}}'),
+        label_variable("service", "Service", selector("stackprobe_probe_success", [Matcher("prober", prober)])),
+        label_variable("target", "Target", selector("stackprobe_probe_success", [Matcher("prober", prober), PICKED[0]])),
     ])
     return assemble(builder, _probe_row(prober) + items)
 
@@ -103,9 +108,9 @@ def _dashboard(prober: str, title: str, description: str, items: list[Item], *, 
 def mysql(model: Model) -> dash_m.Dashboard:
     s = scope()
     tables = f"{BY_TARGET}, schema, table"
-    data_index = scope('component=~"data|index"')
-    index_only = scope('component="index"')
-    free_only = scope('component="free"')
+    data_index = scope(Matcher("component", "data|index", "=~"))
+    index_only = scope(Matcher("component", "index"))
+    free_only = scope(Matcher("component", "free"))
     size = f"stackprobe_mysql_table_size_bytes{data_index}"
     all_sizes = f"stackprobe_mysql_table_size_bytes{s}"
     return _dashboard(
@@ -274,7 +279,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 
 def http(model: Model) -> dash_m.Dashboard:
     s = scope()
-    http_only = scope('prober="http"')
+    http_only = scope(Matcher("prober", "http"))
     success = f"stackprobe_probe_success{http_only}"
     buckets = f"sum by ({BY_TARGET}, le) (rate(stackprobe_http_request_duration_seconds_bucket{s}[$__rate_interval]))"
     range_buckets = f"sum by ({BY_TARGET}, le) (increase(stackprobe_http_request_duration_seconds_bucket{s}[$__range]))"

@@ -15,7 +15,7 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.models import dashboard as dash_m
 
 from stackprobe.rules.model import KPI, Indicator, Service
-from stackprobe.rules.promql import Matcher, number
+from stackprobe.rules.promql import Matcher, number, selector
 
 from .panels import (
     NEWLINE,
@@ -197,7 +197,7 @@ def overview(service: Service) -> dash_m.Dashboard:
         .variables([
             datasource_variable(),
             dash_b.ConstantVariable("service").label("Service").value(service.id),
-            label_variable("target", "Target", 'stackprobe_probe_success{service="$service"}'),
+            label_variable("target", "Target", selector("stackprobe_probe_success", [Matcher("service", "$service")])),
         ])
     )
     items: list[Item] = []

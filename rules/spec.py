@@ -153,6 +153,19 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
     return string.Template(text).substitute(values)
 
 
+def _series_problem(series: str, params: Mapping[str, str]) -> str | None:
+    """Why a fixture series is not `name` or `name{label="value", ...}` (equality only), or None."""
+    try:
+        node = promql_parser.parse(substitute(series, params))
+    except (KeyError, ValueError) as e:
+        return f"not a series: {e}"
+    if not isinstance(node, promql_parser.VectorSelector) or not node.name or node.offset or node.at:
+        return 'not a series: write `name` or `name{label="value", ...}`'
+    if any(m.op != promql_parser.MatchOp.Equal for m in node.matchers.matchers):
+        return "a fixture series has fixed labels: only `=` matchers"
+    return None
+
+
 def selected_metrics(expr: str) -> set[str]:
     """The metric names an expression selects (ValueError when it is not valid PromQL)."""
     names: set[str] = set()
@@ -491,6 +504,8 @@ def _load_indicators(path: Path, where: dict[tuple[str, ...], Where]) -> dict[st
             problems.add(loc + ("record",), f"record {ind.record!r} is also used by indicator {records[ind.record]!r}")
         records[ind.record] = iid
         for j, fx in enumerate(ind.fixture):
+            if problem := _series_problem(fx.series, ind.params):
+                problems.add(loc + ("fixture", j, "series"), problem)
             kinds = [k for k in ("gauge", "counter", "clock", "quantile") if getattr(fx, k) is not None]
             if len(kinds) != 1:
                 problems.add(loc + ("fixture", j), "set exactly one of gauge, counter, clock, quantile")

@@ -194,6 +194,8 @@ def _line_of(text: str, needle: str) -> int:
     ("expr: max by (service, target, key) (stackprobe_redis_key_length)",
      "expr: max by (service, target, key) (stackprobe_redis_key_length) + on() group_left stackprobe_redis_up",
      "indicators.redis_key_length.metrics", "the expr reads ['stackprobe_redis_key_length', 'stackprobe_redis_up']"),
+    ("- {series: stackprobe_redis_up, gauge: v}", """- {series: 'stackprobe_redis_up{db=~"0"}', gauge: v}""",
+     "indicators.redis_up.fixture[0].series", "only `=` matchers"),
 ])
 def test_invalid_promql_in_the_indicator_library_is_caught_at_load(dirs, old, new, field, message):
     catalogue, out = dirs

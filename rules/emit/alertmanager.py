@@ -64,12 +64,15 @@ def config(model: Model) -> dict[str, Any]:
     lowest = r.policies["P3"]
     same_kpi = ("service", "kpi", *r.aggregation_labels)
     inhibit = [  # lists of their own: a shared one would be written as a YAML alias
-        {"source_matchers": ['severity="critical"'], "target_matchers": ['severity=~"warning|info"'], "equal": list(same_kpi)},
-        {"source_matchers": ['severity="warning"'], "target_matchers": ['severity="info"'], "equal": list(same_kpi)},
+        {"source_matchers": [str(Matcher("severity", "critical"))],
+         "target_matchers": [str(Matcher("severity", "warning|info", "=~"))], "equal": list(same_kpi)},
+        {"source_matchers": [str(Matcher("severity", "warning"))],
+         "target_matchers": [str(Matcher("severity", "info"))], "equal": list(same_kpi)},
     ]
     if r.liveness_alerts:
         inhibit.append({"source_matchers": [str(Matcher("alertname", "|".join(r.liveness_alerts), "=~"))],
-                        "target_matchers": ['target=~".+"'], "equal": ["service", "target", *r.aggregation_labels]})
+                        "target_matchers": [str(Matcher("target", ".+", "=~"))],
+                        "equal": ["service", "target", *r.aggregation_labels]})
     intervals = [{"name": n, "time_intervals": [_interval(t) for t in tis]} for n, tis in r.time_intervals.items()]
     intervals += [{"name": w.name, "time_intervals": [_interval(t) for t in w.intervals]}
                   for s in model.services for w in s.maintenance]

@@ -10,8 +10,9 @@ a run without and with the service's series. Inputs are constant, so every windo
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+import promql_parser
 
 from stackprobe.configsource import format_duration
 
@@ -45,15 +46,11 @@ def test_values(kpi: KPI, indicator: Indicator, threshold: float) -> tuple[float
 
 # --- input series -------------------------------------------------------------------------------
 
-_SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
-
-
 def _parse_series(text: str) -> tuple[str, dict[str, str]]:
-    m = _SERIES.match(text)
-    if not m:
-        raise ValueError(f"fixture series {text!r} is not `name` or `name{{label=\"value\",...}}`")
-    return m.group(1), dict(_LABEL.findall(m.group(2) or ""))
+    """A fixture's `name{label="value",...}`: its name and labels (the spec checked the form)."""
+    node = promql_parser.parse(text)
+    assert isinstance(node, promql_parser.VectorSelector) and node.name, text
+    return node.name, {m.name: m.value for m in node.matchers.matchers if m.name != "__name__"}
 
 
 def _series(name: str, labels: dict[str, str]) -> str:
