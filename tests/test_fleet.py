@@ -194,7 +194,7 @@ def fleet_run(fleet: Fleet, peers, request: pytest.FixtureRequest) -> Run:
     induced = time.time()
     peers.redis.stop()
     stale = induced - 3 * DAY
-    for file in peers.backups["vedfolnir-backups"].rglob("*.sql.gz"):
+    for file in peers.backups["vedfolnir-backups"].glob("vedfolnir_*.sql"):
         os.utime(file, (stale, stale))
 
     deadline = time.monotonic() + DEADLINE
