@@ -24,7 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import stackprobe
 
-from .collector import TEXT, Format, MetricsPage, join, negotiate
+from .collector import GZIP_LEVEL, TEXT, Format, MetricsPage, join, negotiate
 from .scheduler import Scheduler
 from .webconfig import WebConfigSource, WebState
 
@@ -122,7 +122,7 @@ class ExporterApp:
         fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
         body = join([result.pieces], fmt) + fmt.eof
         compress = _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
-        return _exposition(environ, respond, fmt, gzip.compress(body) if compress else body, compress)
+        return _exposition(environ, respond, fmt, gzip.compress(body, GZIP_LEVEL) if compress else body, compress)
 
     def _status_page(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
         body = render_status_page(self.scheduler)
