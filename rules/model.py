@@ -270,8 +270,9 @@ class Model:
         return next(s for s in self.services if s.id == service_id)
 
     def kpis_on(self, indicator_id: str) -> list[KPI]:
-        """The KPIs reading an indicator, across services, with at least one tier."""
-        return [k for k in self.kpis if k.indicator is not None and k.indicator.id == indicator_id and k.tiers]
+        """The KPIs alerting on an indicator, across services (alertable, with at least one tier)."""
+        return [k for k in self.kpis
+                if k.alertable and k.tiers and k.indicator is not None and k.indicator.id == indicator_id]
 
 
 # --------------------------------------------------------------------------------------------
