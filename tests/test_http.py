@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import threading
 import tracemalloc
 from typing import Any
@@ -386,3 +387,21 @@ def test_the_body_search_itself_stops_at_its_time_limit() -> None:
     with pytest.raises(TimeoutError):
         search_body("(x+x+)+y", "x" * 30000, 0.2)
     assert search_body('"status": *"ok"', '{"status": "ok"}', 1.0)
+
+
+def test_a_peer_that_does_not_speak_http_is_connect() -> None:
+    """A TCP peer that answers something else (an SSH banner) carries no HTTP answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\nProtocol mismatch.\r\n")
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        result = probe_target(url=f"http://127.0.0.1:{listener.getsockname()[1]}/")
+    finally:
+        listener.close()
+    assert (result.success, result.reason) == (False, "connect"), result.message
+    assert "RemoteProtocolError" in result.message

@@ -379,3 +379,13 @@ def test_nonsense_info_values_are_skipped_not_fatal(fake_redis):
     assert result.samples[("stackprobe_redis_db_keys_expiring", (("db", "0"),))] == 2
     # RESP2: no HELLO first; and no CLIENT SETINFO round trips either.
     assert [w[0] for w in peer.commands] == [b"PING", b"INFO"]
+
+
+def test_a_unix_socket_url_is_probed_on_its_database(make_redis, tmp_path):
+    sock = tmp_path / "redis.sock"
+    server = make_redis(extra_args=("--unixsocket", str(sock), "--unixsocketperm", "700"))
+    with server.client(db=4) as c:
+        c.rpush("queue", "a", "b", "c")
+    result = probe_now({"name": "unix", "url": f"unix://{sock}?db=4", "keys": [{"key": "queue"}]})
+    assert result.success, result.message
+    assert result.samples[("stackprobe_redis_key_length", (("db", "4"), ("key", "queue"), ("type", "list")))] == 3
