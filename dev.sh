@@ -116,6 +116,7 @@ case "$cmd" in
     bench)
         ensure_venv
         ensure_system_tools
+        [ "${1:-}" = soak ] && { shift; exec "$VENV/bin/python" bench/soak.py "$@"; }  # ./dev.sh bench soak
         exec "$VENV/bin/python" bench/bench.py "$@"
         ;;
     lock)
