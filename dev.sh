@@ -6,6 +6,7 @@
 #   ./dev.sh test [PYTEST ARGS...]      set up .venv, install missing servers and tools (Debian
 #                                       packages, when root), check generated files, run the suite
 #   ./dev.sh bench                      set up, then run the benchmarks in bench/ (prints figures)
+#   ./dev.sh bench soak                 the soak: 5,000 scrapes, 200 SIGHUPs (half hostile)
 #   ./dev.sh lock                       re-pin constraints.txt to what .venv has (after changing
 #                                       pyproject.toml's dependencies; tests/test_lock.py checks it)
 set -euo pipefail
@@ -126,7 +127,7 @@ case "$cmd" in
         write_lock
         ;;
     *)
-        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
