@@ -254,13 +254,7 @@ def _scan(text: str, block: Block, file: str, quote: str, line: int, vocabulary:
             # time ("Every Monday at 9:00 AM") is when a task runs
             kind = "maintenance_window" if (m.group("h2") and _MAINTENANCE.search(" ".join(block.section) + " " + text)
                                              and (_WEEKDAY.search(text) or _TIMEZONE.search(text))) else "schedule"
-            if m.group("h3"):
-                times = [(_time_of_day(m.group("h3"), m.group("m3"), m.group("ap3") or m.group("ap4")), None)]
-            else:
-                ap1 = m.group("ap1") or m.group("ap2")
-                times = [(_time_of_day(m.group("h1"), m.group("m1"), ap1), ">="),
-                         (_time_of_day(m.group("h2"), m.group("m2"), m.group("ap2")), "<")]
-            for value, comparator in times:
+            for value, comparator in _times(m):
                 out.append(Statement(**common, kind=kind, comparator=comparator, value=value, unit="time_of_day"))
             continue
         if m.group("status"):
@@ -305,38 +299,51 @@ def _scan(text: str, block: Block, file: str, quote: str, line: int, vocabulary:
         if m.group("num2"):
             value2, _ = _normalise(m.group("num2"), unit)
             values = [(value, ">="), (value2, "<=")]
-        context = f"{own_subject} {pre}"
-        tier = column_tier
-        if tier is None:  # "Target 99.99%", "above 600 s is critical"
-            tail = re.split(r"\d|[;,]", after, maxsplit=1)[0][:30]
-            tier = next((t for rx, t in _TIER_WORDS[:1] if rx.search(pre)), None) or \
-                next((t for rx, t in _TIER_WORDS[1:] if rx.search(tail)), None)
+        tier = column_tier or _tier_in_words(pre, after)
         if tier is None and in_kpi_section and comparator is not None and block.kind != "heading":
-            tier = "target"
-        if _EVERY.search(pre) or _INTERVAL_AFTER.match(after) or (_FREQUENCY.search(own_subject) and norm_unit == "s"):
-            kind = "frequency"
-        elif norm_unit == "s" and _RETENTION.search(text[clause_start:m.start()] + " " + own_subject):
-            kind = "retention"
-        elif norm_unit == "s" and comparator in (None, "<=") and not in_kpi_section and (
-                _RESPONSE.search(context) or re.search(r"\bP[0-4]\b", text)):
-            kind = "response_time"  # "Response within 1 hour", "P1: status page update within 2 hours"
-        elif comparator is not None or tier is not None:
-            kind = "threshold"
-        elif norm_unit == "s":
-            kind = "duration"
-        else:
-            kind = "value"
+            tier = "target"  # "Average Response Time: < 300ms" under "Key Performance Indicators"
+        kind = _kind(text, pre, after, text[clause_start:m.start()], own_subject, norm_unit, comparator, tier,
+                     in_kpi_section)
         stated_sense = "alert" if (negated or tier in ("warning", "critical")) else sense
         for v, comp in values:
             indicator, candidates = vocabulary.lookup(own_subject) if (vocabulary and kind == "threshold") else (None, [])
-            st = Statement(**dict(common, sense=stated_sense), kind=kind, comparator=comp if kind != "duration" or comp else None, value=v,
-                           unit=norm_unit, tier=tier if kind == "threshold" else None,
-                           indicator=indicator, candidates=candidates)
+            st = Statement(**dict(common, sense=stated_sense), kind=kind, comparator=comp, value=v, unit=norm_unit,
+                           tier=tier if kind == "threshold" else None, indicator=indicator, candidates=candidates)
             out.append(st)
             prev = st
         if comparator is not None:
             subject = own_subject
     return out
+
+
+def _times(m: re.Match[str]) -> list[tuple[float, str | None]]:
+    """(seconds after midnight, comparator) of a time ("9:00 AM") or a range ("2:00 AM - 4:00 AM")."""
+    if m.group("h3"):
+        return [(_time_of_day(m.group("h3"), m.group("m3"), m.group("ap3") or m.group("ap4")), None)]
+    return [(_time_of_day(m.group("h1"), m.group("m1"), m.group("ap1") or m.group("ap2")), ">="),
+            (_time_of_day(m.group("h2"), m.group("m2"), m.group("ap2")), "<")]
+
+
+def _tier_in_words(pre: str, after: str) -> str | None:
+    """"Target 99.99%" names the tier before the number, "above 600 s is critical" after it."""
+    tail = re.split(r"\d|[;,]", after, maxsplit=1)[0][:30]
+    return next((t for rx, t in _TIER_WORDS[:1] if rx.search(pre)), None) or \
+        next((t for rx, t in _TIER_WORDS[1:] if rx.search(tail)), None)
+
+
+def _kind(text: str, pre: str, after: str, clause: str, subject: str, unit: str, comparator: str | None,
+          tier: str | None, in_kpi_section: bool) -> str:
+    """What a number with a unit states, from the words around it (see the kinds above)."""
+    if _EVERY.search(pre) or _INTERVAL_AFTER.match(after) or (_FREQUENCY.search(subject) and unit == "s"):
+        return "frequency"
+    if unit == "s" and _RETENTION.search(f"{clause} {subject}"):
+        return "retention"
+    if unit == "s" and comparator in (None, "<=") and not in_kpi_section and (
+            _RESPONSE.search(f"{subject} {pre}") or re.search(r"\bP[0-4]\b", text)):
+        return "response_time"  # "Response within 1 hour", "P1: status page update within 2 hours"
+    if comparator is not None or tier is not None:
+        return "threshold"
+    return "duration" if unit == "s" else "value"
 
 
 def extract_text(source: str, file: str, vocabulary: Vocabulary | None = None) -> list[Statement]:
