@@ -39,7 +39,7 @@ def load_indicators(directory: Path | None) -> dict[str, Any]:
 def _table(statements: list[Statement]) -> str:
     rows = [("where", "kind", "tier", "value", "unit", "for", "indicator", "subject")]
     for s in statements:
-        value = "" if s.value is None else f"{s.comparator or ''}{s.value:g}"
+        value = "" if s.value is None else f"{s.comparator or ''}{s.value:.12g}"
         indicator = s.indicator or ("?" + "|".join(s.candidates) if s.candidates else "")
         rows.append((f"{s.file}:{s.line}", s.kind, s.tier or "", value, s.unit or "",
                      "" if s.for_ is None else f"{s.for_:g}", indicator, s.subject))
