@@ -86,6 +86,19 @@ def parse(path: str | Path, text: str | None = None) -> Config:
     return Config(str(path), tuple(targets))
 
 
+#: Target fields that only say when to probe: changing them leaves the counters meaningful.
+SCHEDULE_FIELDS = ("interval", "timeout")
+
+
+def keeps_counters(old: TargetConfig, new: TargetConfig) -> bool:
+    """True if `new` probes exactly what `old` did, only on another schedule, so the target's
+    counters (errors per reason, histograms) carry on rather than restart from zero. Any other
+    change (address, credentials, checks, service) makes them count something else."""
+    if type(old) is not type(new):
+        return False
+    return old.model_copy(update={f: getattr(new, f) for f in SCHEDULE_FIELDS}) == new
+
+
 #: The top-level key holding the reusable per-prober settings.
 MODULES_KEY = "modules"
 #: The target field naming the module it inherits from.

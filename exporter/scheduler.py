@@ -15,9 +15,9 @@ import logging
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .config import Config
+from .config import Config, keeps_counters
 from .probers import PROBERS
 from .probers.base import ProbeContext, ProbeError, TargetConfig
 from .snapshot import Snapshot, TargetResult
@@ -71,6 +71,8 @@ def next_result(outcome: Outcome, target: TargetConfig, prober_name: str, previo
     The scheduler calls it in a worker thread: rendering a large result's exposition (~25 ms at
     2,000 MySQL tables) must not stall the event loop, where other probes are being timed.
     """
+    if previous is not None and previous.target != target and keeps_counters(previous.target, target):
+        previous = replace(previous, target=target)
     base = previous if previous is not None and previous.target == target else TargetResult(target, prober_name)
     return base.completed(outcome.ctx, success=outcome.reason is None, reason=outcome.reason, message=outcome.message,
                           duration=outcome.duration, finished_at=outcome.finished_at)
@@ -104,7 +106,8 @@ class Scheduler:
             if wanted.get(name) != target:
                 task.cancel()
                 del self._tasks[name]
-        self.snapshot.retain({n for n, t in wanted.items() if n in self._tasks})
+        self.snapshot.retain({n for n, t in wanted.items() if n in self._tasks
+                              or ((r := self.snapshot.get(n)) is not None and keeps_counters(r.target, t))})
         for name, target in wanted.items():
             if name not in self._tasks:
                 task = asyncio.create_task(self._loop(target, config.prober_of(target)), name=f"probe:{name}")

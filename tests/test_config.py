@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 from pathlib import Path
 
@@ -146,3 +147,39 @@ def test_module_mistakes_name_file_line_and_field(tmp_path, text, expected):
 def test_deploy_example_uses_modules_for_its_shared_credentials():
     text = (Path(__file__).parent.parent / "deploy" / "stackprobe.yml").read_text()
     assert "modules:" in text and text.count("password_env: STACKPROBE_MYSQL_PASSWORD") == 1
+
+
+def test_a_schedule_change_keeps_counters_and_another_change_resets_them(start_exporter, tmp_path):
+    missing = tmp_path / "no-backups-here"
+
+    def backup(interval: str, path: Path) -> str:
+        return f"backup:\n  - {{name: b, service: s, path: '{path}', globs: ['*.sql'], interval: {interval}, timeout: 1s}}\n"
+
+    def errors() -> float:
+        return sum(v for (n, labels), v in running.scrape().items()
+                   if n == "stackprobe_probe_errors_total" and ("target", "b") in labels)
+
+    def reload(text: str) -> None:
+        running.exporter.config_path.write_text(text)
+        done = threading.Event()
+        running._loop.call_soon_threadsafe(lambda: (running.exporter.reload(), done.set()))
+        assert done.wait(30) and running.exporter.reload_ok
+
+    running = start_exporter(backup("1s", missing))
+    running.wait_for_probe("b", count=3)
+    before = errors()
+    assert before >= 3
+    reload(backup("2s", missing))  # only the schedule changed: the errors keep counting
+    running.wait_for_probe("b")
+    assert errors() >= before + 1
+    reload(backup("2s", tmp_path / "elsewhere"))  # another directory: its errors start from zero
+    running.wait_for_probe("b")
+    assert errors() == 1
+
+
+def test_keeps_counters_only_for_schedule_changes(tmp_path):
+    text = "http:\n  - {name: w, service: s, url: 'http://127.0.0.1:1/', interval: 30s}\n"
+    old = config.parse(write(tmp_path, text)).targets[0]
+    assert config.keeps_counters(old, config.parse(write(tmp_path, text.replace("30s", "1m"))).targets[0])
+    assert not config.keeps_counters(old, config.parse(write(tmp_path, text.replace(":1/", ":2/"))).targets[0])
+    assert not config.keeps_counters(old, config.parse(write(tmp_path, text.replace("service: s", "service: t"))).targets[0])
