@@ -193,22 +193,30 @@ def test_index_stats_are_reread_every_index_stats_interval(db, tmp_path, passwor
     hourly, always = parse(path).targets
     assert hourly.index_stats_interval == 3600  # the default
 
+    indexed_tables: dict[str, set[str]] = {}
+
     def probe(t) -> tuple[float, float]:
         result = asyncio.run(probe_once(t, "mysql"))
         assert result.success, result.message
         value = {(n, dict(ls).get("index"), dict(ls).get("table")): v for (n, ls), v in result.samples.items()}
+        indexed_tables[t.name] = {table for n, _, table in value if n == "stackprobe_mysql_index_cardinality"}
         return value[("stackprobe_mysql_index_cardinality", "k", "cadence")], value[("stackprobe_mysql_index_stats_timestamp_seconds", None, None)]
 
     before = {t.name: probe(t) for t in (hourly, always)}
     db.sql(f"UPDATE {CAP}.cadence SET k = id")  # 1,000 distinct keys instead of 10
     db.sql(f"ANALYZE TABLE {CAP}.cadence")
+    db.sql(f"DROP TABLE {CAP}.t1")  # gone since the last read: its index series go too
     after = {t.name: probe(t) for t in (hourly, always)}
+    assert indexed_tables["hourly"] == indexed_tables["always"] == {"cadence", "t2", "t3", "t4", "t5"}
     (expected,) = db.sql("SELECT CARDINALITY FROM information_schema.STATISTICS"
                          " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'cadence' AND INDEX_NAME = 'k'", (CAP,))[0]
     assert before["hourly"][0] == before["always"][0] < expected
     assert after["always"][0] == expected and after["always"][1] > before["always"][1]
     assert after["hourly"] == before["hourly"]  # the same values, read at the same time
     db.sql(f"DROP TABLE {CAP}.cadence")
+    db.sql(f"CREATE TABLE {CAP}.t1 (id INT PRIMARY KEY, pad CHAR(200), KEY pad (pad))")
+    db.sql(f"INSERT INTO {CAP}.t1 SELECT seq, REPEAT('x', 200) FROM {GALLERY}.seq_1_to_10")
+    db.sql(f"ANALYZE TABLE {CAP}.t1")
 
 
 def test_server_counters_equal_show_global_status(db, tmp_path, password_file):

@@ -339,25 +339,33 @@ class ProbeContext:
             raise TypeError(f"{fam.name} takes labels {fam.labels}, got {tuple(labels)}")
         self.samples[(fam.name, tuple((k, str(labels[k])) for k in fam.labels))] = float(value)
 
-    def set_many(self, name: str, labels: tuple[str, ...], rows: Iterable[tuple[tuple[Any, ...], float]]) -> None:
-        """set() for many samples of one family, the label names checked once: (label values in
-        the order of `labels`, value) per sample. A fraction of set()'s cost per sample, which
-        counts at tens of thousands of table and index series per probe: each (label, value)
-        pair is made once and shared, so the garbage collector, triggered by allocations, runs
-        half as often (bench/mysql_cost.py)."""
+    def set_many(self, name: str, labels: tuple[str, ...], rows: Iterable[tuple[tuple[str, ...], float]],
+                 reuse: dict[tuple[str, ...], Any] | None = None) -> dict[tuple[str, ...], Any]:
+        """set() for many samples of one family, the label names checked once: (label values, as
+        strings in the order of `labels`, value) per sample. Returns {label values: sample key};
+        passed back as `reuse` at the next probe of the target, series seen before cost no new
+        objects. That counts at tens of thousands of table and index series per probe, where
+        the garbage collector, triggered by allocations, costs as much as building them
+        (bench/mysql_cost.py); for the same reason each new (label, value) pair is made once."""
         fam = metrics.family(name)
         if labels != fam.labels:
             raise TypeError(f"{fam.name} takes labels {fam.labels}, got {labels}")
-        samples, family_name = self.samples, fam.name
+        samples, family_name, made = self.samples, fam.name, {}
+        previous = reuse or {}
         pairs: list[dict[str, tuple[str, str]]] = [{} for _ in labels]
         for values, value in rows:
-            key = []
-            for known, label, text in zip(pairs, labels, map(str, values)):
-                pair = known.get(text)
-                if pair is None:
-                    pair = known[text] = (label, text)
-                key.append(pair)
-            samples[(family_name, tuple(key))] = float(value)
+            key = previous.get(values)
+            if key is None:
+                pair_list = []
+                for known, label, text in zip(pairs, labels, values):
+                    pair = known.get(text)
+                    if pair is None:
+                        pair = known[text] = (label, str(text))
+                    pair_list.append(pair)
+                key = (family_name, tuple(pair_list))
+            made[values] = key
+            samples[key] = float(value)
+        return made
 
     def observe(self, name: str, value: float) -> None:
         """Record one observation for a histogram family (accumulated by the scheduler)."""

@@ -49,7 +49,8 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -259,14 +260,15 @@ def kill_connection(target: MysqlTarget, thread_id: int) -> None:
 
 @dataclass(frozen=True)
 class _IndexStats:
-    """Index series read at one time: per (schema, table), the samples of a ProbeContext that
-    set them then, merged as they are into later probes' contexts (no re-checking, no new
-    objects: these are most of a probe's series)."""
+    """Index series read at one time: the samples of the ProbeContext that set them then, merged
+    as they are into later probes' contexts (no re-checking, no new objects: these are most of a
+    probe's series), and the tables they were read for."""
 
     read_at: float  # time.monotonic()
     timestamp: float  # time.time()
     duration: float
-    samples: dict[tuple[str, str], dict]
+    tables: frozenset[tuple[str, str]]
+    samples: dict
 
 
 #: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
@@ -306,6 +308,8 @@ class MysqlProber(BlockingProber[MysqlTarget]):
         super().__init__()
         #: The last index statistics of each target, dropped with the target's config.
         self._index_stats: weakref.WeakKeyDictionary[MysqlTarget, _IndexStats] = weakref.WeakKeyDictionary()
+        #: Per target and family, the sample keys of the last probe's table series (set_many's reuse).
+        self._table_keys: weakref.WeakKeyDictionary[MysqlTarget, dict[str, dict]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def probe_blocking(self, target: MysqlTarget, ctx: ProbeContext) -> None:
@@ -318,7 +322,9 @@ class MysqlProber(BlockingProber[MysqlTarget]):
             ctx.set("mysql_up", 1)
             self._section("global_status", _global_status, session, ctx)
             self._section("replica_status", _replication, session, ctx)
-            kept = self._section("tables", _tables, session, ctx)
+            with self._lock:
+                table_keys = self._table_keys.setdefault(target, {})
+            kept = self._section("tables", _tables, session, ctx, table_keys)
             if kept is not None:
                 self._section("index_stats", self._index_series, session, ctx, kept)
 
@@ -352,8 +358,10 @@ class MysqlProber(BlockingProber[MysqlTarget]):
         else:
             ctx.log(f"index statistics from {age:.0f}s ago (index_stats_interval {target.index_stats_interval:g}s)")
         ctx.set("mysql_index_stats_timestamp_seconds", stats.timestamp)
-        for key in kept:  # the kept tables may differ from those of the last read
-            ctx.samples.update(stats.samples.get(key, ()))
+        if stats.tables == kept.keys():
+            ctx.samples.update(stats.samples)
+        else:  # tables created, dropped or moved across max_tables since the last read
+            ctx.samples.update((sample, value) for sample, value in stats.samples.items() if _table_of(sample) in kept)
         return stats
 
 
@@ -394,8 +402,9 @@ def _replication(session: Session, ctx: ProbeContext) -> None:
         ctx.log(f"replica channel {channel!r}: io={io} sql={sql} lag={lag}")
 
 
-def _tables(session: Session, ctx: ProbeContext) -> dict[tuple[str, str], Any]:
-    """Size and row series of the largest max_tables tables; returns {(schema, table): rows} of those."""
+def _tables(session: Session, ctx: ProbeContext, keys: dict[str, dict]) -> dict[tuple[str, str], Any]:
+    """Size and row series of the largest max_tables tables; returns {(schema, table): rows} of those.
+    `keys` holds the sample keys of the last probe per family, replaced by this probe's."""
     target = session.target
     where, params = _schema_filter(target)
     # SYSTEM VERSIONED is MariaDB's type for a base table that keeps row history.
@@ -411,13 +420,21 @@ def _tables(session: Session, ctx: ProbeContext) -> dict[tuple[str, str], Any]:
     ctx.set("mysql_tables_omitted", len(tables) - len(kept))
     ctx.log(f"{len(tables)} tables, {len(kept)} exported")
     rows_of = {(schema, table): rows for schema, table, _, _, _, rows in kept}
-    ctx.set_many("mysql_table_size_bytes", ("schema", "table", "component"), (
-        ((schema, table, component), value)
-        for schema, table, *sizes, _ in kept
-        for component, value in zip(("data", "index", "free"), sizes) if value is not None))
-    ctx.set_many("mysql_table_rows", ("schema", "table"),
-                 ((key, rows) for key, rows in rows_of.items() if rows is not None))
+    keys["sizes"] = ctx.set_many("mysql_table_size_bytes", ("schema", "table", "component"), _sizes(kept), keys.get("sizes"))
+    keys["rows"] = ctx.set_many("mysql_table_rows", ("schema", "table"),
+                                ((key, rows) for key, rows in rows_of.items() if rows is not None), keys.get("rows"))
     return rows_of
+
+
+def _sizes(tables: tuple[tuple, ...]) -> Iterator[tuple[tuple[str, str, str], Any]]:
+    """((schema, table, component), bytes) of each information_schema.TABLES row's known sizes."""
+    for schema, table, data, index, free, _ in tables:
+        if data is not None:
+            yield (schema, table, "data"), data
+        if index is not None:
+            yield (schema, table, "index"), index
+        if free is not None:
+            yield (schema, table, "free"), free
 
 
 def _read_index_stats(session: Session, rows_of: dict[tuple[str, str], Any]) -> _IndexStats:
@@ -441,11 +458,13 @@ def _read_index_stats(session: Session, rows_of: dict[tuple[str, str], Any]) -> 
     read.set_many("mysql_index_cardinality", labels, ((key, value) for key, value, _ in known))
     # No selectivity for an empty table (or one without a row estimate).
     read.set_many("mysql_index_selectivity", labels, ((key, value / rows) for key, value, rows in known if rows))
-    samples: dict[tuple[str, str], dict] = {}
-    for sample, value in read.samples.items():
-        (_, schema), (_, table), _ = sample[1]
-        samples.setdefault((schema, table), {})[sample] = value
-    return _IndexStats(time.monotonic(), time.time(), time.monotonic() - started, samples)
+    return _IndexStats(time.monotonic(), time.time(), time.monotonic() - started, frozenset(rows_of), read.samples)
+
+
+def _table_of(sample: tuple) -> tuple[str, str]:
+    """(schema, table) of an index sample's key: (family, (("schema", s), ("table", t), ("index", i)))."""
+    (_, schema), (_, table), _ = sample[1]
+    return schema, table
 
 
 def _first(row: dict[str, Any], *columns: str) -> Any:
