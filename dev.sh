@@ -110,7 +110,7 @@ case "$cmd" in
     test)
         ensure_venv
         ensure_system_tools
-        log "gen-rules check: the committed generated files must match the catalogue"
+        log "gen-rules check: the committed generated files must match the catalogue, the playbooks their ledgers"
         "$VENV/bin/gen-rules" check
         exec "$VENV/bin/pytest" "$@"
         ;;
