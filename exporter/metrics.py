@@ -10,8 +10,12 @@ FAMILIES; a prober cannot emit a name (or a label set) that is not declared.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .probers.base import Prober
 
 PREFIX = "stackprobe_"
 
@@ -98,22 +102,29 @@ PROBE_FAMILIES: tuple[Family, ...] = (
 )
 
 
+def collect(probers: Iterable[Prober]) -> tuple[Family, ...]:
+    """The exporter's families, then each prober's (its name filled in), checked for clashes."""
+    families = list(EXPORTER_FAMILIES + PROBE_FAMILIES)
+    for prober in probers:
+        for fam in prober.families:
+            if not fam.name.startswith(f"{PREFIX}{prober.name}_"):
+                raise ValueError(f"family {fam.name} of prober {prober.name!r} must start with {PREFIX}{prober.name}_")
+            families.append(replace(fam, prober=prober.name))
+    seen: set[str] = set()
+    for fam in families:
+        if fam.name in seen:
+            raise ValueError(f"metric family {fam.name} is declared twice")
+        seen.add(fam.name)
+    return tuple(families)
+
+
 @functools.cache
 def _collected() -> tuple[tuple[Family, ...], dict[str, Family]]:
     # Imported here, not at the top: probers.base imports this module.
     from .probers import PROBERS
 
-    families = list(EXPORTER_FAMILIES + PROBE_FAMILIES)
-    for prober in PROBERS.values():
-        for fam in prober.families:
-            if not fam.name.startswith(f"{PREFIX}{prober.name}_"):
-                raise ValueError(f"family {fam.name} of prober {prober.name!r} must start with {PREFIX}{prober.name}_")
-            families.append(replace(fam, prober=prober.name))
-    by_name: dict[str, Family] = {}
-    for fam in families:
-        if by_name.setdefault(fam.name, fam) is not fam:
-            raise ValueError(f"metric family {fam.name} is declared twice")
-    return tuple(families), by_name
+    families = collect(PROBERS.values())
+    return families, {fam.name: fam for fam in families}
 
 
 def __getattr__(name: str):

@@ -4,6 +4,7 @@ web-config TLS and basic auth, SIGHUP reloads and SIGTERM, and `promtool check m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import os
 import shutil
@@ -465,3 +466,18 @@ def test_up_is_never_kept_from_an_earlier_probe(start_exporter):
     failed = result.completed(ProbeContext(redis_target), success=False, reason="timeout", message="", duration=10,
                               finished_at=time.time())
     assert dict(failed.samples) == {("stackprobe_redis_up", ()): 0.0, ("stackprobe_redis_connected_clients", ()): 4.0}
+
+
+def test_a_prober_cannot_declare_a_family_outside_its_name_or_twice():
+    class Declares(BlockingProber):
+        name, target_model = "stuck", TargetConfig
+
+    own = metrics.gauge("stuck_files", "Files.")
+    Declares.families = (own,)
+    assert metrics.collect([Declares()])[-1] == dataclasses.replace(own, prober="stuck")
+    Declares.families = (metrics.gauge("backup_files", "Someone else's name."),)
+    with pytest.raises(ValueError, match="must start with stackprobe_stuck_"):
+        metrics.collect([Declares()])
+    Declares.families = (own, own)
+    with pytest.raises(ValueError, match="declared twice"):
+        metrics.collect([Declares()])
