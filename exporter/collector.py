@@ -204,7 +204,7 @@ class MetricsPage:
     """The /metrics body: per-scrape process and exporter families, then the snapshot's sections.
 
     Sections are rebuilt only when the snapshot's version changed, and a section whose pieces are
-    the same objects as before keeps its joined and deflated bytes.
+    the same as before keeps its deflated bytes.
     """
 
     def __init__(self, snapshot: Snapshot, exporter_state: Callable[[], Mapping]):
@@ -250,5 +250,7 @@ class MetricsPage:
             raw.append(fmt.eof)
             if not gzip:
                 return b"".join(raw)
-            deflated = [_deflate(dynamic), *(s.deflated(fmt) for s in sections), _deflate(fmt.eof)]
+            deflated = [_deflate(dynamic), *(s.deflated(fmt) for s in sections)]
+            if fmt.eof:
+                deflated.append(_deflate(fmt.eof))
         return _gzip(raw, deflated)
