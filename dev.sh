@@ -5,7 +5,8 @@
 #                                       unless --config.file is given) on :18947
 #   ./dev.sh test [PYTEST ARGS...]      set up .venv, install missing servers and tools (Debian
 #                                       packages, when root), check generated files, run the suite
-#   ./dev.sh bench                      set up, then run the benchmarks in bench/ (prints figures)
+#   ./dev.sh bench [--only PART]...     set up, install the Go exporters it compares with (Debian
+#                                       packages, when root), run bench/bench.py (prints figures)
 #   ./dev.sh bench soak                 the soak: 5,000 scrapes, 200 SIGHUPs (half hostile)
 #   ./dev.sh lock                       re-pin constraints.txt to what .venv has (after changing
 #                                       pyproject.toml's dependencies; tests/test_lock.py checks it)
@@ -100,6 +101,17 @@ ensure_system_tools() {
     fi
 }
 
+ensure_bench_peers() {
+    # The Go exporters ./dev.sh bench measures stackprobe against, from Debian.
+    local missing=() pkg
+    for pkg in prometheus-mysqld-exporter prometheus-redis-exporter prometheus-blackbox-exporter; do
+        command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -118,6 +130,7 @@ case "$cmd" in
         ensure_venv
         ensure_system_tools
         [ "${1:-}" = soak ] && { shift; exec "$VENV/bin/python" bench/soak.py "$@"; }  # ./dev.sh bench soak
+        ensure_bench_peers
         exec "$VENV/bin/python" bench/bench.py "$@"
         ;;
     lock)
@@ -127,7 +140,7 @@ case "$cmd" in
         write_lock
         ;;
     *)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -69,10 +69,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def process(args: list[str], log: Path, port: int | None = None) -> Iterator[subprocess.Popen]:
-    """A subprocess, waited for on `port` if given, terminated at the end."""
+def process(args: list[str], log: Path, port: int | None = None,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """A subprocess (with `env` added to this one's), waited for on `port` if given, terminated at the end."""
     with log.open("w") as out:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=REPO)
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=REPO,
+                                env={**os.environ, **(env or {})})
     try:
         if port is not None:
             wait_for_port(port, timeout=60)
