@@ -385,8 +385,9 @@ def test_a_tls_handshake_that_never_completes_is_timeout(silent_listener) -> Non
 def test_the_body_search_itself_stops_at_its_time_limit() -> None:
     """The worker thread ends too (a thread cannot be killed): regex's own timeout= stops it."""
     with pytest.raises(TimeoutError):
-        search_body("(x+x+)+y", "x" * 30000, 0.2)
-    assert search_body('"status": *"ok"', '{"status": "ok"}', 1.0)
+        search_body("(x+x+)+y", b"x" * 30000, "utf-8", 0.2)
+    assert search_body('"status": *"ok"', b'{"status": "ok"}', "utf-8", 1.0)
+    assert search_body("ok", b"ok", "rot13", 1.0)  # a server's charset naming a non-text codec
 
 
 def test_a_peer_that_does_not_speak_http_is_connect() -> None:

@@ -230,11 +230,15 @@ class BodyBuffer:
         return f" (only the first {len(self.kept)} of {self.size} bytes were checked: max_body_bytes)" if self.truncated else ""
 
 
-def search_body(pattern: str, text: str, timeout: float) -> bool:
-    """body_regex in text, giving up after `timeout` seconds (TimeoutError); for a worker thread:
-    concurrent=True lets the search release the GIL."""
+def search_body(pattern: str, body: bytes, encoding: str, timeout: float) -> bool:
+    """body_regex in the decoded body, giving up after `timeout` seconds (TimeoutError); for a
+    worker thread: concurrent=True lets the search release the GIL."""
     import regex
 
+    try:
+        text = body.decode(encoding, errors="replace")
+    except LookupError:  # a charset naming a codec that is not a text encoding (rot13, base64)
+        text = body.decode("utf-8", errors="replace")
     return regex.search(pattern, text, concurrent=True, timeout=timeout) is not None
 
 
@@ -419,9 +423,9 @@ class HttpProber(Prober[HttpTarget]):
             raise ProbeError("status", f"status {code}, expected {expected}")
         kept = bytes(body.kept)
         if target.body_regex is not None:
-            text = kept.decode(response.encoding or "utf-8", errors="replace")
             try:
-                found = await ctx.off_loop("body_regex", search_body, target.body_regex, text, ctx.remaining())
+                found = await ctx.off_loop("body_regex", search_body, target.body_regex, kept,
+                                           response.encoding or "utf-8", ctx.remaining())
             except TimeoutError:
                 raise ProbeError("timeout", f"body_regex {target.body_regex!r} still searching when the timeout expired{body.note()}") from None
             if not found:
