@@ -319,6 +319,7 @@ def test_a_runaway_body_regex_ends_at_the_timeout_and_never_blocks_metrics(start
 
 @pytest.mark.parametrize(("name", "says"), [
     ("deep-json", "nested too deeply"),
+    ("deep-json-small", "nested too deeply"),
     ("float-overflow", "n: the number is too large"),
     ("long-number", "the body is not JSON"),
 ])
