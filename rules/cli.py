@@ -189,7 +189,9 @@ main.add_command(make_command(_load, DEFAULT_DIRECTORY))
 @_out_option
 @_format_option
 def build(catalogue_dir: Path | None, out: Path, formats: tuple[str, ...]) -> None:
-    """Write every generated file under --out (nothing is written if anything fails)."""
+    """Write every generated file under --out, after checking it: every rule parses as PromQL, and
+    promtool check rules / amtool check-config accept the files when installed. Exit 2 names the
+    catalogue's file:line; nothing is written if anything fails."""
     outputs = _verified(_load(catalogue_dir), formats)
     try:
         written, removed = write(out, outputs)
