@@ -12,6 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtensionOID
 
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config
@@ -131,6 +134,17 @@ def test_hostname_matching_rules():
     assert not hostname_matches(wildcard, "a.b.example.test")
     assert not hostname_matches(wildcard, "10.0.0.2")
     assert not hostname_matches(wildcard, "wild")  # the CN is not a name, as for browsers
+
+
+def test_a_subject_alt_name_that_is_not_valid_der_covers_no_name():
+    """A hostile certificate's broken extension is a mismatch, not a prober crash (internal)."""
+    issued = make_cert("bad.test")
+    broken = (x509.CertificateBuilder().subject_name(issued.cert.subject).issuer_name(issued.cert.subject)
+              .public_key(issued.key.public_key()).serial_number(1)
+              .not_valid_before(issued.cert.not_valid_before_utc).not_valid_after(issued.cert.not_valid_after_utc)
+              .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x04\x03abc"), critical=False)
+              .sign(issued.key, hashes.SHA256()))
+    assert not hostname_matches(broken, "bad.test")
 
 
 def test_pem_bundle_gives_one_series_per_certificate(start_exporter, pki, tmp_path):

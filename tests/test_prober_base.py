@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stackprobe.exporter.probers.base import ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig
+from stackprobe.exporter.probers.base import ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig, peer_certificates
 
 TARGET = TargetConfig(name="t", service="s", interval=10, timeout=5)
 
@@ -97,3 +97,15 @@ def test_tls_files_on_a_fifo_fail_at_once_with_io(tmp_path: Path):
         await TLSClientConfig(ca_file=fifo).load_ssl_context(ProbeContext(TARGET))
     with pytest.raises(ProbeError, match="ca_file .* is not a regular file"):
         asyncio.run(load())
+
+
+def test_a_served_certificate_that_cannot_be_parsed_is_tls():
+    """OpenSSL accepts some certificates cryptography's stricter parser refuses; the stand-in
+    below is an SSL object whose leaf is not DER at all."""
+    class Served:
+        def getpeercert(self, binary_form: bool = False) -> bytes:
+            return b"\x30\x03not a certificate"
+
+    with pytest.raises(ProbeError) as error:
+        peer_certificates(Served())  # type: ignore[arg-type]
+    assert error.value.reason == "tls" and "cannot be parsed" in str(error.value)

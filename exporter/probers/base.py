@@ -159,17 +159,21 @@ def peer_certificates(ssl_object: ssl.SSLObject) -> list["x509.Certificate"]:
     """Every certificate the server sent, leaf first, verified or not.
 
     Python 3.11 has no public API for the chain (3.13 adds get_unverified_chain()); the private
-    one exists since 3.10. Without it, only the leaf is available.
+    one exists since 3.10. Without it, only the leaf is available. A certificate that OpenSSL
+    took but cryptography cannot parse (it is stricter) fails the probe with reason tls.
     """
     from cryptography import x509  # ~14 MB: loaded by the first TLS probe, not at start-up
 
-    chain = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
-    if chain is not None:
-        pems = [c.public_bytes() for c in chain() or ()]
-        if pems:
-            return [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
-    leaf = ssl_object.getpeercert(binary_form=True)
-    return [x509.load_der_x509_certificate(leaf)] if leaf else []
+    try:
+        chain = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+        if chain is not None:
+            pems = [c.public_bytes() for c in chain() or ()]
+            if pems:
+                return [x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems]
+        leaf = ssl_object.getpeercert(binary_form=True)
+        return [x509.load_der_x509_certificate(leaf)] if leaf else []
+    except ValueError as e:
+        raise ProbeError("tls", f"the server sent a certificate that cannot be parsed: {e}") from None
 
 
 #: TLSClientConfig.ssl_context's cache; shared contexts are safe for concurrent connections.

@@ -99,6 +99,8 @@ def hostname_matches(cert: "x509.Certificate", name: str) -> bool:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
+    except ValueError:  # extensions that are not valid DER: a name they cannot state is not covered
+        return False
     try:
         return ipaddress.ip_address(name) in san.get_values_for_type(x509.IPAddress)
     except ValueError:
@@ -211,13 +213,14 @@ class CertProber(Prober[CertTarget]):
             raise ProbeError("dns", f"cannot resolve {host}: {e.strerror}") from None
         except OSError as e:
             raise ProbeError("connect", f"cannot connect to {host}:{port}: {e.strerror or e}") from None
-        chain = peer_certificates(writer.get_extra_info("ssl_object"))
-        writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), ctx.remaining())
-        except (OSError, asyncio.TimeoutError):
-            pass  # the certificates are already in hand; a rude close does not matter
-        return chain
+            return peer_certificates(writer.get_extra_info("ssl_object"))
+        finally:
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), ctx.remaining())
+            except (OSError, asyncio.TimeoutError):
+                pass  # the certificates are already in hand; a rude close does not matter
 
     @staticmethod
     def _read_files(patterns: list[str], ctx: ProbeContext, found: Found) -> None:
