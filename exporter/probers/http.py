@@ -28,8 +28,8 @@ ca_file cannot be read at probe time).
 Hostile bodies are bounded: Content-Encoding is decoded here, a step of at most DECODE_STEP
 bytes at a time, so a compression bomb costs time (bounded by the timeout), never memory;
 stacked encodings (`gzip, gzip`: 1.8 KB on the wire, 1 GiB decoded) are refused. The regex
-search and JSON parsing run in a worker thread, off the event loop; the search has a time
-limit (the `regex` package's timeout=, which the stdlib `re` lacks), JSON nesting is bounded by
+search, and the parsing of JSON bodies over INLINE_JSON_BYTES, run in a worker thread, off the
+event loop; the search has a time limit (the `regex` package's timeout=, which the stdlib `re` lacks), JSON nesting is bounded by
 the interpreter's recursion limit (~1,000 levels) and numbers by its 4,300-digit limit.
 Configured headers, like Authorization, are only ever sent to the configured URL's origin: a
 redirect elsewhere drops them.
