@@ -215,9 +215,13 @@ def peers(tmp_path_factory: pytest.TempPathFactory, pki: Pki,
 # The stack: exporter, Prometheus, Alertmanager, all configured from deploy/ and the catalogue
 # --------------------------------------------------------------------------------------------
 
+def targets_of(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of an exporter config (`modules:` holds settings targets inherit, not targets)."""
+    return [t for prober, targets in config.items() if prober != "modules" for t in targets]
+
+
 def target_names(config: dict[str, Any]) -> set[str]:
-    """Every target's name (`modules:` holds settings targets inherit, not targets)."""
-    return {t["name"] for prober, targets in config.items() if prober != "modules" for t in targets}
+    return {t["name"] for t in targets_of(config)}
 
 
 def exporter_config(local: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from fixtures.prom_stack import Alertmanager, Notification, StackprobeExporter, 
 from fixtures.promtools import run
 from fixtures.victoria import VictoriaMetrics, VMAgent, VMAlert
 from stackprobe.exporter.shard import owner_of
-from test_e2e import DAY, DEPLOY, PASSWORDS, TEST_CATALOGUE, exporter_config, peers  # noqa: F401  (peers: fixture)
+from test_e2e import DAY, DEPLOY, PASSWORDS, TEST_CATALOGUE, exporter_config, peers, target_names, targets_of  # noqa: F401  (peers: fixture)
 
 SHARDS = 2
 LOST_SHARD = 1
@@ -146,7 +146,7 @@ def fleet(peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                                for am in alertmanagers), timeout=60, interval=0.5, what="the Alertmanager cluster formed")
 
         # The rulers start once the store has every target: absent() must not see an empty store.
-        names = {t["name"] for targets in config.values() for t in targets}
+        names = target_names(config)
         wait_until(lambda: {r["metric"]["target"] for r in vm.query("stackprobe_probe_success")} == names,
                    timeout=60, interval=0.5, what="every target's series in VictoriaMetrics")
         vmalerts = [VMAlert(sorted(rules.glob("*.rules.yml")), work, vm.url, [am.url for am in alertmanagers], i)
@@ -207,7 +207,7 @@ def fleet_run(fleet: Fleet, peers, request: pytest.FixtureRequest) -> Run:
 
     # Phase 2: one of each dies.
     sender = _sender(fleet.alertmanagers)
-    result.lost_targets = {t["name"] for targets in fleet.config.values() for t in targets
+    result.lost_targets = {t["name"] for t in targets_of(fleet.config)
                            if owner_of(t["name"], SHARDS) == LOST_SHARD}
     result.killed_at = time.time()
     for what, process in (("vmagent", fleet.vmagents[0]), ("alertmanager", fleet.alertmanagers[sender]),
@@ -249,7 +249,7 @@ def test_the_shards_split_the_config_without_gap_or_overlap(fleet: Fleet):
         by_target.setdefault(r["metric"]["target"], set()).add(r["metric"]["instance"])
     ports = {f"127.0.0.1:{s.port}": i for i, s in enumerate(fleet.shards)}
     assert {t: {ports[i] for i in instances} for t, instances in by_target.items()} == {
-        t["name"]: {owner_of(t["name"], SHARDS)} for targets in fleet.config.values() for t in targets}
+        t["name"]: {owner_of(t["name"], SHARDS)} for t in targets_of(fleet.config)}
     info = {(r["metric"]["index"], r["metric"]["count"]) for r in fleet.vm.query("stackprobe_shard_info")}
     assert info == {("0", "2"), ("1", "2")}
 
@@ -274,7 +274,7 @@ def test_after_the_kills_a_resolution_arrives_once(fleet_run: Run, fleet: Fleet)
 
 
 def test_the_lost_shard_raises_its_absence_alert_once(fleet_run: Run, fleet: Fleet):
-    owned = {t["name"] for targets in fleet.config.values() for t in targets if t["service"] == ABSENT_SERVICE}
+    owned = {t["name"] for t in targets_of(fleet.config) if t["service"] == ABSENT_SERVICE}
     assert owned and owned <= fleet_run.lost_targets, "client-templates must live on the lost shard only"
     assert fleet_run.absence_after is not None, f"{ABSENT_ALERT} never notified after shard {LOST_SHARD} died"
     notes = _firing(fleet.sink, ABSENT_ALERT)
