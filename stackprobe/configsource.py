@@ -207,7 +207,9 @@ def _decode(path: str | Path, raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise ConfigError(path, [(line, "", f"not valid UTF-8 (byte 0x{raw[e.start]:02x}); save the file as UTF-8")]) from None
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        # The byte itself is not shown: a line of a config may hold something secret-adjacent.
+        raise ConfigError(path, [(line, "", f"not valid UTF-8 (column {column}); save the file as UTF-8")]) from None
 
 
 def _read(path: str | Path) -> str:
