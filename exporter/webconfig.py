@@ -103,14 +103,16 @@ class HTTPServerConfig(StrictModel):
     ] = Field(default_factory=dict)
 
 
-#: What bcrypt itself accepts: version 2a/2b/2y, cost 04..31, 22 characters of salt and 31 of hash.
-_BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+#: What bcrypt itself accepts: version 2a/2b/2y, cost 04..31, 22 characters of salt and 31 of
+#: hash. The salt's 22 characters encode 128 bits in 132, so its last one must leave the spare 4
+#: bits zero (one of `.Oeu`): bcrypt refuses any other salt ("Invalid salt") at every request.
+_BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{21}[.Oeu][./A-Za-z0-9]{31}")
 
 
 def _bcrypt_hash(value: str) -> str:
     if not _BCRYPT_RE.fullmatch(value):
-        raise ValueError("not a bcrypt hash: expected $2b$COST$ and 53 characters, cost 04 to 31 "
-                         "(make one with: htpasswd -nBC 10 USER)")
+        raise ValueError("not a bcrypt hash: expected $2b$COST$ and 53 characters of salt and hash, cost 04 "
+                         "to 31 (make one with: htpasswd -nBC 10 USER)")
     return value
 
 

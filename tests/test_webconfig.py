@@ -98,6 +98,7 @@ def test_certificate_rotation_and_user_removal_take_effect_without_a_restart(sta
     ("$2b$99$" + "a" * 53, "not a bcrypt hash"),
     ("$2b$10$" + "a" * 52 + "!", "not a bcrypt hash"),
     ("$2x$10$" + "a" * 53, "not a bcrypt hash"),
+    ("$2b$10$" + "a" * 53, "not a bcrypt hash"),  # the right shape, but a salt bcrypt refuses
 ])
 def test_hashes_that_only_look_like_bcrypt_are_load_errors(tmp_path, value, words):
     path = tmp_path / "web.yml"
