@@ -124,10 +124,10 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class _Problem(Exception):
-    """Raised inside the loader with the 1-based line it concerns."""
+    """Raised inside the loader with the 1-based line (and the field, where known) it concerns."""
 
-    def __init__(self, line: int | None, message: str):
-        self.line, self.message = line, message
+    def __init__(self, line: int | None, message: str, loc: Loc = ()):
+        self.line, self.message, self.field = line, message, field_name(loc)
         super().__init__(message)
 
 
@@ -160,19 +160,20 @@ def _check_tree(root: yaml.Node) -> None:
     sizes: dict[int, int] = {}
     in_progress: set[int] = set()
 
-    def expanded(node: yaml.Node) -> int:
+    def expanded(node: yaml.Node, loc: Loc) -> int:
+        """Nodes under node, aliases expanded; loc is the first path that reaches it."""
         key = id(node)
         if key in sizes:
             return sizes[key]
         if key in in_progress:
-            raise _Problem(node.start_mark.line + 1, "an alias refers to the value that contains it")
+            raise _Problem(node.start_mark.line + 1, "an alias refers to the value that contains it", loc)
         in_progress.add(key)
         line = node.start_mark.line + 1
         total = 1
         if isinstance(node, yaml.ScalarNode):
-            _check_scalar(node, line)
+            _check_scalar(node, line, loc)
         elif isinstance(node, yaml.SequenceNode):
-            total += sum(expanded(item) for item in node.value)
+            total += sum(expanded(item, loc + (i,)) for i, item in enumerate(node.value))
         elif isinstance(node, yaml.MappingNode):
             first_line: dict[tuple[str, str], int] = {}
             for key_node, value_node in node.value:
@@ -181,25 +182,26 @@ def _check_tree(root: yaml.Node) -> None:
                     if (key_node.tag, name) in first_line:
                         raise _Problem(key_node.start_mark.line + 1,
                                        f"duplicate key {name!r} (first at line {first_line[key_node.tag, name]}); "
-                                       "YAML keeps only one of them")
+                                       "YAML keeps only one of them", loc + (name,))
                     first_line[key_node.tag, name] = key_node.start_mark.line + 1
-                total += expanded(key_node) + expanded(value_node)
+                child = loc + (str(key_node.value),)
+                total += expanded(key_node, child) + expanded(value_node, child)
         in_progress.discard(key)
         if total > MAX_EXPANDED_NODES:
             raise _Problem(line, f"more than {MAX_EXPANDED_NODES} values once aliases are expanded; "
-                                 "an alias may repeat a value, not multiply the file")
+                                 "an alias may repeat a value, not multiply the file", loc)
         sizes[key] = total
         return total
 
-    expanded(root)
+    expanded(root, ())
 
 
-def _check_scalar(node: yaml.ScalarNode, line: int) -> None:
+def _check_scalar(node: yaml.ScalarNode, line: int, loc: Loc) -> None:
     value = node.value
     if node.tag in _INT_OR_FLOAT_TAGS and len(value) > MAX_NUMBER_DIGITS:
-        raise _Problem(line, f"a number of {len(value)} characters (at most {MAX_NUMBER_DIGITS})")
+        raise _Problem(line, f"a number of {len(value)} characters (at most {MAX_NUMBER_DIGITS})", loc)
     if (bad := _CONTROL_RE.search(value)) is not None:
-        raise _Problem(line, f"control character U+{ord(bad.group()):04X} in a value")
+        raise _Problem(line, f"control character U+{ord(bad.group()):04X} in a value", loc)
 
 
 def _decode(path: str | Path, raw: bytes) -> str:
@@ -234,7 +236,7 @@ def _parse(path: str | Path, text: str) -> tuple[Any, yaml.Node | None]:
         _check_tree(node)
         return loader.construct_document(node), node
     except _Problem as e:
-        raise ConfigError(path, [(e.line, "", e.message)]) from None
+        raise ConfigError(path, [(e.line, e.field, e.message)]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise ConfigError(path, [(mark.line + 1 if mark else None, "", f"invalid YAML: {e.problem or e.context}")]) from None
