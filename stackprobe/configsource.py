@@ -3,6 +3,9 @@
 Both pipelines read hand-written YAML (the exporter config, the web config, the KPI catalogue).
 pydantic does the typing; this module only remembers where each key and value sits in the file
 so that an error reads `config.yaml:12: mysql[0].timeout: ...` instead of a Python traceback.
+It also refuses, with the line, what would crash, freeze or silently mislead a loader (alias
+bombs, duplicate keys, deep nesting, huge numbers, control characters, invalid UTF-8): the
+exporter runs it on its event loop at every SIGHUP.
 """
 
 from __future__ import annotations
@@ -242,8 +245,9 @@ def _parse(path: str | Path, text: str) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(path, [(mark.line + 1 if mark else None, "", f"invalid YAML: {e.problem or e.context}")]) from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, most controls)
         # libyaml counts the position in UTF-8 bytes, the pure-Python reader in characters.
-        before = text.encode()[: e.position] if _YAML_LOADER is not yaml.SafeLoader else text[: e.position]
-        line = before.count(b"\n" if isinstance(before, bytes) else "\n") + 1
+        before = text.encode()[: e.position].decode(errors="ignore") if _YAML_LOADER is not yaml.SafeLoader \
+            else text[: e.position]
+        line = before.count("\n") + 1
         raise ConfigError(path, [(line, "", f"invalid YAML: character U+{e.character:04X} is not allowed")]) from None
     except yaml.YAMLError as e:
         raise ConfigError(path, [(None, "", f"invalid YAML: {e}")]) from None
