@@ -11,7 +11,9 @@ exporter runs it on its event loop at every SIGHUP.
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -219,7 +221,11 @@ def _decode(path: str | Path, raw: bytes) -> str:
 
 def _read(path: str | Path) -> str:
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO (or a device) must not hang the open, which runs on the exporter's
+        # event loop at SIGHUP; anything but a regular file is refused before reading.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(path, [(None, "", "not a regular file")])
             raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ConfigError(path, [(None, "", f"cannot read file: {e.strerror or e}")]) from None

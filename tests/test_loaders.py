@@ -4,6 +4,7 @@ the command line), never a traceback, a frozen process or a silently dropped val
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -190,3 +191,20 @@ def test_a_hostile_reload_is_refused_in_one_log_line_and_keeps_the_old_config(tm
     failures = [x for x in text.splitlines() if "config reload failed" in x]
     assert len(failures) == 3 and "Traceback" not in text, text
     assert f"{path}:6: " in failures[0] and "nested deeper" in failures[1] and "not valid UTF-8" in failures[2]
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(tmp_path, catalogue_copy):
+    """The loader runs on the exporter's event loop at SIGHUP: an open() that waits for a FIFO's
+    writer would freeze every probe."""
+    fifo = tmp_path / "stackprobe.yml"
+    os.mkfifo(fifo)
+    for load in (config.parse, load_web_config):
+        with pytest.raises(ConfigError) as err:
+            load(fifo)
+        assert str(err.value) == f"{fifo}: not a regular file"
+    service = catalogue_copy / "portfolio.yaml"
+    service.unlink()
+    os.mkfifo(service)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_catalogue(catalogue_copy)
