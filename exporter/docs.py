@@ -25,7 +25,8 @@ END = "<!-- END GENERATED: {name} -->"
 
 
 def _is_duration(metadata: typing.Iterable[object]) -> bool:
-    return any(getattr(m, "func", None) is parse_duration for m in metadata)
+    funcs = (getattr(m, "func", None) for m in metadata)  # parse_duration, or a partial of it with bounds
+    return any(f is parse_duration or getattr(f, "func", None) is parse_duration for f in funcs)
 
 
 def _type_name(annotation: object) -> str:

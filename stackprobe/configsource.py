@@ -10,6 +10,7 @@ exporter runs it on its event loop at every SIGHUP.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -56,8 +57,9 @@ MIN_DURATION_SECONDS = 0.001
 MAX_DURATION_SECONDS = 365 * 86400.0
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from a Prometheus-style duration ("30s", "5m", "1h30m", "500ms") or a number."""
+def parse_duration(value: Any, minimum: float = MIN_DURATION_SECONDS, maximum: float = MAX_DURATION_SECONDS) -> float:
+    """Seconds from a Prometheus-style duration ("30s", "5m", "1h30m", "500ms") or a number,
+    refused outside [minimum, maximum] (a field's own bounds, so its message names them)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h")
     if isinstance(value, (int, float)):
@@ -69,15 +71,10 @@ def parse_duration(value: Any) -> float:
     if math.isnan(seconds) or seconds <= 0:
         raise ValueError("a duration must be positive")
     if math.isinf(seconds):
-        raise ValueError(f"a duration that long is out of range {_in_one_unit(MIN_DURATION_SECONDS)} "
-                         f"to {_in_one_unit(MAX_DURATION_SECONDS)}")
-    _check_range(seconds, MIN_DURATION_SECONDS, MAX_DURATION_SECONDS)
-    return seconds
-
-
-def _check_range(seconds: float, minimum: float, maximum: float) -> None:
+        raise ValueError(f"a duration that long is out of range {_in_one_unit(minimum)} to {_in_one_unit(maximum)}")
     if not minimum <= seconds <= maximum:
         raise ValueError(f"{_in_one_unit(seconds)} is out of range {_in_one_unit(minimum)} to {_in_one_unit(maximum)}")
+    return seconds
 
 
 def _in_one_unit(seconds: float) -> str:
@@ -105,13 +102,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(for
 
 
 def bounded_duration(minimum: float, maximum: float) -> Any:
-    """A Duration type that only accepts [minimum, maximum] seconds."""
-
-    def check(seconds: float) -> float:
-        _check_range(seconds, minimum, maximum)
-        return seconds
-
-    return Annotated[Duration, AfterValidator(check)]
+    """A Duration type that only accepts [minimum, maximum] seconds, and says so when refusing."""
+    parse = functools.partial(parse_duration, minimum=minimum, maximum=maximum)
+    return Annotated[float, BeforeValidator(parse), PlainSerializer(format_duration, return_type=str)]
 
 
 #: Limits of what a hand-written config may contain. Each is far beyond any real file and far
