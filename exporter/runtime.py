@@ -89,8 +89,9 @@ class Exporter:
         self.server = serve(app, self.listen_address)
         port = self.server.server_address[1]
         scheme = "https" if self.web.current().tls_context else "http"
-        log.info("listening address=%s url=%s://%s:%d/metrics", self.listen_address, scheme,
-                 self.server.server_address[0], port)
+        host = self.server.server_address[0]
+        log.info("listening address=%s url=%s", self.listen_address,
+                 f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/metrics")
         if self.on_listening:
             self.on_listening(port)
         try:

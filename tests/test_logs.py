@@ -3,6 +3,7 @@ one line per record (tracebacks included), and no secret in any of it."""
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,28 @@ def test_the_exporter_logs_parseable_lines_and_no_secret(tmp_path, fmt):
     assert failed["level"] == "warn" and failed["target"] == "db" and failed["reason"]
     reload = next(r for r in records if r["msg"] == "config reload failed, keeping the previous config")
     assert reload["level"] == "error" and re.match(rf"{re.escape(str(config))}:\d+: invalid YAML", reload["error"])
+
+
+def _log_calls(root: Path):
+    """(file:line, template) of every log.<level>("literal", ...) call under root."""
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("debug", "info", "warning", "error", "exception", "critical")
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("log", "logger")
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                yield f"{path}:{node.lineno}", node.args[0].value
+
+
+def test_every_log_template_in_the_exporter_yields_its_fields():
+    """A template with key=%… in it must split into fields; one that does not lands whole in msg."""
+    calls = list(_log_calls(Path(logs.__file__).parent))
+    assert len(calls) > 5
+    for where, template in calls:
+        if "=%" not in template:
+            continue
+        conversions = re.findall(r"%[-#0 +]*\d*(?:\.\d+)?([a-zA-Z])", template)
+        args = tuple(1 if c in "difgeEx" else "x" for c in conversions)
+        fields = logs.record_fields(_record(template, *args))
+        assert "=" not in fields["msg"] and len(fields) == 4 + len(args), f"{where}: {template!r} -> {fields}"
+
