@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -34,20 +35,23 @@ _CONVERSION_RE = re.compile(r"%[^%]|%%")
 _NEEDS_QUOTES_RE = re.compile(r'[\s="\\\x00-\x1f\x7f]|^$')
 
 
-def record_fields(record: logging.LogRecord) -> dict[str, str]:
-    """ts, level, logger, msg, then the fields named in the template (and the traceback, if any)."""
+def record_fields(record: logging.LogRecord, typed: bool = False) -> dict[str, object]:
+    """ts, level, logger, msg, then the fields named in the template (and the traceback, if any).
+
+    Values are text as logfmt writes them; `typed` keeps a field that is a plain number or bool
+    (no unit suffix) a number or bool, for JSON readers that filter on `targets > 100`."""
     fields = {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
         "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
         "logger": record.name,
     }
-    fields.update(_template_fields(record))
+    fields.update(_template_fields(record, typed))
     if record.exc_info:
         fields["exception"] = logging.Formatter().formatException(record.exc_info)
     return fields
 
 
-def _template_fields(record: logging.LogRecord) -> dict[str, str]:
+def _template_fields(record: logging.LogRecord, typed: bool) -> dict[str, object]:
     template, args = record.msg, record.args
     if isinstance(template, str) and isinstance(args, tuple):
         match = _FIELD_RE.search(template)
@@ -55,16 +59,30 @@ def _template_fields(record: logging.LogRecord) -> dict[str, str]:
             head, tail = template[: match.start()], template[match.start():]
             if (_FIELDS_TAIL_RE.fullmatch(tail) and not _CONVERSION_RE.search(head)
                     and len(_FIELD_RE.findall(tail)) == len(args)):
-                out = {"msg": head}
+                out: dict[str, object] = {"msg": head}
                 try:
                     for (key, conversion, suffix), arg in zip(_FIELD_RE.findall(tail), args):
                         # %r was how a value got quotes before the formatter quoted; now it would double them.
                         value = str(arg) if conversion == "%r" else conversion % (arg,)
-                        out[key] = value + suffix
+                        out[key] = _typed(arg, value) if typed and not suffix else value + suffix
                     return out
                 except (TypeError, ValueError):
                     pass  # an argument that does not fit its conversion: keep the message whole
     return {"msg": record.getMessage()}
+
+
+def _typed(arg: object, text: str) -> object:
+    """The JSON value of a field: bools and finite numbers as themselves (as %d or %.3f shaped them)."""
+    if isinstance(arg, bool):
+        return arg
+    if isinstance(arg, (int, float)):
+        for parse in (int, float):  # 8 from %d, 0.25 from %.3f; nan, inf and %x text stay text
+            try:
+                number = parse(text)
+            except ValueError:
+                continue
+            return number if math.isfinite(number) else text
+    return text
 
 
 def logfmt_value(value: str) -> str:
@@ -80,7 +98,7 @@ class LogfmtFormatter(logging.Formatter):
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(record_fields(record), ensure_ascii=False)
+        return json.dumps(record_fields(record, typed=True), ensure_ascii=False)
 
 
 def setup(level: str = "info", fmt: str = "logfmt") -> None:

@@ -11,11 +11,15 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from stackprobe.exporter import logs
+from stackprobe.exporter.scheduler import Scheduler
+from stackprobe.exporter.snapshot import TargetResult
 
 from fixtures.net import free_port, wait_for_port, wait_until
 
@@ -127,3 +131,29 @@ def test_every_log_template_in_the_exporter_yields_its_fields():
         fields = logs.record_fields(_record(template, *args))
         assert "=" not in fields["msg"] and len(fields) == 4 + len(args), f"{where}: {template!r} -> {fields}"
 
+
+def test_json_keeps_numbers_and_bools_while_logfmt_writes_text():
+    record = _record("config loaded source=%s targets=%d tls=%s ratio=%.2f duration=%.3fs",
+                     "a.yml", 8, True, 0.5, 0.25, level=logging.INFO)
+    fields = json.loads(logs.JSONFormatter().format(record))
+    assert fields["targets"] == 8 and fields["tls"] is True and fields["ratio"] == 0.5
+    assert fields["source"] == "a.yml" and fields["duration"] == "0.250s"  # a unit keeps it text
+    text = parse_logfmt(logs.LogfmtFormatter().format(record))
+    assert text["targets"] == "8" and text["ratio"] == "0.50"
+    nan = json.loads(logs.JSONFormatter().format(_record("x value=%s", float("nan"))))
+    assert nan["value"] == "nan"  # JSON has no NaN: kept as text rather than invalid output
+
+
+def test_info_logs_probe_state_changes_only(caplog):
+    """README: `info` logs state changes only; at 500 targets every 15 s a line per probe is ~33 lines/s."""
+    target = SimpleNamespace(name="web", service="s")
+    never = TargetResult(target=target, prober="http")
+    ok = replace(never, success=True, finished_at=1.0)
+    failed = replace(never, success=False, reason="timeout", message="no answer", finished_at=2.0)
+    sequence = [never, ok, ok, ok, failed, failed, ok]
+    with caplog.at_level(logging.DEBUG, logger="stackprobe"):
+        for previous, result in zip(sequence, sequence[1:]):
+            Scheduler._log_transition(previous, result)
+    assert [(r.levelname, r.getMessage().split(" target=")[0]) for r in caplog.records] == [
+        ("INFO", "probe ok"), ("DEBUG", "probe done"), ("DEBUG", "probe done"),
+        ("WARNING", "probe failed"), ("DEBUG", "probe done"), ("INFO", "probe ok")]
