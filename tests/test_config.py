@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import sys
@@ -73,6 +74,40 @@ def test_check_config_cli_exits_2_with_the_location(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert f"error: {path}:5: redis[0].scan_budgett: unknown field" in proc.stderr
+
+
+REPO = Path(__file__).parent.parent
+
+
+def test_the_readme_check_config_command_works_as_written_on_a_fresh_checkout():
+    """No secrets in the environment (CI, a laptop): unset ones are warnings; `run` still refuses."""
+    [command] = [line.split("#")[0].split() for line in (REPO / "README.md").read_text().splitlines()
+                 if line.startswith(".venv/bin/stackprobe check-config")]
+    assert command[0] == ".venv/bin/stackprobe"
+    command[0] = str(Path(sys.executable).with_name("stackprobe"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKPROBE_")}
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "deploy/stackprobe.yml: OK, 26 targets" in proc.stdout
+    assert "warning: deploy/stackprobe.yml:22: mysql[0]: environment variable STACKPROBE_MYSQL_PASSWORD (password_env) is not set" in proc.stderr
+    strict = subprocess.run([*command[:2], "--secrets=require", *command[2:]], cwd=REPO, capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert strict.returncode == 2 and "error: deploy/stackprobe.yml:22: mysql[0]: environment variable" in strict.stderr
+
+
+def test_check_config_still_fails_a_real_mistake_next_to_a_missing_secret(tmp_path):
+    path = write(tmp_path, "mysql:\n  - {name: db, service: s, host: 127.0.0.1, user: u, password_env: STACKPROBE_UNSET_X}\n"
+                           "http:\n  - {name: web, service: s, url: 'http://127.0.0.1:1/', timeout: 2w}\n")
+    proc = subprocess.run([sys.executable, "-m", "stackprobe.exporter", "check-config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and f"error: {path}:4: http[0].timeout" in proc.stderr, proc.stderr
+
+
+def test_run_refuses_a_config_whose_secret_is_not_set(tmp_path):
+    path = write(tmp_path, "mysql:\n  - {name: db, service: s, host: 127.0.0.1, user: u, password_env: STACKPROBE_UNSET_X}\n")
+    proc = subprocess.run([sys.executable, "-m", "stackprobe.exporter", "run", f"--config.file={path}",
+                           "--web.listen-address=127.0.0.1:0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "STACKPROBE_UNSET_X (password_env) is not set" in proc.stderr, proc.stderr
 
 
 def test_check_config_cli_lists_targets_of_a_valid_file(tmp_path):
