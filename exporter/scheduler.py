@@ -58,10 +58,9 @@ async def run_probe(target: TargetConfig, prober_name: str) -> Outcome:
         log.exception("prober bug target=%s prober=%s", target.name, prober_name)
         reason, message = "internal", f"{type(e).__name__} (see the exporter log)"
     duration = time.monotonic() - started
-    if reason:
-        ctx.log(f"probe failed: reason={reason} {message}")
-    else:
-        ctx.log("probe succeeded")
+    # Closed before anything reads it: a worker thread abandoned at the timeout may still be
+    # recording (a half-written family, a late sample), and must not change this outcome.
+    ctx.close(f"probe failed: reason={reason} {message}" if reason else "probe succeeded")
     return Outcome(ctx, reason, message, duration, time.time())
 
 

@@ -8,11 +8,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
+from fixtures.net import wait_until
 
-from stackprobe.exporter.probers.base import ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig, peer_certificates
+from stackprobe.exporter.probers import PROBERS, backup
+from stackprobe.exporter.probers.base import (BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig,
+                                              peer_certificates)
+from stackprobe.exporter.scheduler import next_result, run_probe
+from stackprobe.exporter.snapshot import TargetResult
 
 TARGET = TargetConfig(name="t", service="s", interval=10, timeout=5)
 
@@ -109,3 +115,62 @@ def test_a_served_certificate_that_cannot_be_parsed_is_tls():
     with pytest.raises(ProbeError) as error:
         peer_certificates(Served())  # type: ignore[arg-type]
     assert error.value.reason == "tls" and "cannot be parsed" in str(error.value)
+
+
+class FifoBackupProber(BlockingProber[TargetConfig]):
+    """A blocking prober whose worker hangs in the kernel (open() of a FIFO without writer),
+    then, once a writer comes, goes on recording as an abandoned thread of a real prober would."""
+
+    name, families = "backup", backup.FAMILIES
+
+    def __init__(self, fifo: Path):
+        super().__init__()
+        self.fifo, self.finished = fifo, threading.Event()
+
+    def probe_blocking(self, target: TargetConfig, ctx: ProbeContext) -> None:
+        ctx.set("backup_files", 1)
+        try:
+            open(self.fifo, "rb").close()
+            ctx.set("backup_total_size_bytes", 2)
+            ctx.set_many("backup_newest_size_bytes", (), [((), 3)])
+            ctx.log("late line")
+        finally:
+            self.finished.set()
+
+
+def test_a_timed_out_probe_keeps_what_it_had_found_and_nothing_its_abandoned_thread_writes_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    prober = FifoBackupProber(fifo)
+    monkeypatch.setitem(PROBERS, "backup", prober)
+    target = TargetConfig(name="t", service="s", interval=10, timeout=1)
+
+    async def scenario() -> TargetResult:
+        outcome = await run_probe(target, "backup")
+        assert not prober.finished.is_set()  # still hung when the scheduler gave up
+        # A writer: the hung open returns and the abandoned worker records the rest.
+        wait_until(lambda: os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)) is None, timeout=30, what="the worker's open")
+        await asyncio.to_thread(prober.finished.wait, 30)
+        return next_result(outcome, target, "backup", None)
+
+    result = asyncio.run(scenario())
+    assert prober.finished.is_set()
+    assert (result.success, result.reason) == (False, "timeout")
+    assert dict(result.samples) == {("stackprobe_backup_files", ()): 1.0}
+    assert "late line" not in "".join(result.log)
+    assert result.log[-1].endswith("probe failed: reason=timeout no result within the 1s timeout")
+
+
+def test_a_closed_context_drops_every_write():
+    ctx = ProbeContext(TARGET)
+    ctx.set("backup_files", 1)
+    ctx.close("done")
+    ctx.set("backup_files", 2)
+    ctx.set_many("backup_newest_size_bytes", (), [((), 3)])
+    ctx.merge({("stackprobe_backup_total_size_bytes", ()): 4.0})
+    ctx.observe("http_request_duration_seconds", 0.1)
+    ctx.log("after")
+    assert ctx.samples == {("stackprobe_backup_files", ()): 1.0}
+    assert ctx.observations == []
+    assert [line.split("s ", 1)[1] for line in ctx.log_lines] == ["done"]

@@ -14,7 +14,7 @@ import ssl
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -318,7 +318,12 @@ def os_error_in(exc: BaseException) -> OSError | None:
 
 
 class ProbeContext:
-    """Collects one probe's samples and log lines; checks every sample against its declared family."""
+    """Collects one probe's samples and log lines; checks every sample against its declared family.
+
+    Closed when the scheduler is done with the probe (close(), or abandon() at its timeout): a
+    worker thread the timeout abandoned may still be running, and what it records later is
+    dropped, so the scheduler reads a fixed record of what the probe had found by then.
+    """
 
     def __init__(self, target: TargetConfig):
         self.target = target
@@ -328,6 +333,7 @@ class ProbeContext:
         self.log_lines: list[str] = []
         self._t0 = time.monotonic()
         self._abandoned = False
+        self._closed = False
         self._on_abandon: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
@@ -343,9 +349,15 @@ class ProbeContext:
 
     def abandon(self) -> None:
         with self._lock:
-            self._abandoned, callbacks = True, self._on_abandon
+            self._abandoned, self._closed, callbacks = True, True, self._on_abandon
         for callback in callbacks:
             callback()
+
+    def close(self, message: str) -> None:
+        """End the probe with this last log line; later writes to this context are dropped."""
+        with self._lock:
+            self._closed = True
+            self.log_lines.append(self._stamp(message))
 
     async def off_loop(self, what: str, fn: Callable[..., R], *args: Any) -> R:
         """Blocking work of this target (file reads, CPU-heavy checks) in its own thread; see run_isolated."""
@@ -360,7 +372,10 @@ class ProbeContext:
         fam = metrics.family(name)
         if set(labels) != set(fam.labels):
             raise TypeError(f"{fam.name} takes labels {fam.labels}, got {tuple(labels)}")
-        self.samples[(fam.name, tuple((k, str(labels[k])) for k in fam.labels))] = float(value)
+        key, value = (fam.name, tuple((k, str(labels[k])) for k in fam.labels)), float(value)
+        with self._lock:
+            if not self._closed:
+                self.samples[key] = value
 
     def set_many(self, name: str, labels: tuple[str, ...], rows: Iterable[tuple[tuple[str, ...], float]],
                  reuse: dict[tuple[str, ...], Any] | None = None) -> dict[tuple[str, ...], Any]:
@@ -373,7 +388,8 @@ class ProbeContext:
         fam = metrics.family(name)
         if labels != fam.labels:
             raise TypeError(f"{fam.name} takes labels {fam.labels}, got {labels}")
-        samples, family_name, made = self.samples, fam.name, {}
+        samples: dict[tuple[str, Labels], float] = {}  # all or nothing: merged below unless closed
+        family_name, made = fam.name, {}
         previous = reuse or {}
         pairs: list[dict[str, tuple[str, str]]] = [{} for _ in labels]
         for values, value in rows:
@@ -388,18 +404,32 @@ class ProbeContext:
                 key = (family_name, tuple(pair_list))
             made[values] = key
             samples[key] = float(value)
+        self.merge(samples)
         return made
+
+    def merge(self, samples: Mapping[tuple[str, Labels], float]) -> None:
+        """Samples checked before (set by another ProbeContext of this target), added as they are."""
+        with self._lock:
+            if not self._closed:
+                self.samples.update(samples)
 
     def observe(self, name: str, value: float) -> None:
         """Record one observation for a histogram family (accumulated by the scheduler)."""
         fam = metrics.family(name)
         if fam.kind != "histogram":
             raise TypeError(f"{fam.name} is not a histogram")
-        self.observations.append((fam.name, float(value)))
+        with self._lock:
+            if not self._closed:
+                self.observations.append((fam.name, float(value)))
 
     def log(self, message: str) -> None:
         """A line for `/probe?debug=true`; must hold no secrets."""
-        self.log_lines.append(f"{time.monotonic() - self._t0:8.3f}s {message}")
+        with self._lock:
+            if not self._closed:
+                self.log_lines.append(self._stamp(message))
+
+    def _stamp(self, message: str) -> str:
+        return f"{time.monotonic() - self._t0:8.3f}s {message}"
 
 
 T = TypeVar("T", bound=TargetConfig)

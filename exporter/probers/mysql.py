@@ -359,9 +359,9 @@ class MysqlProber(BlockingProber[MysqlTarget]):
             ctx.log(f"index statistics from {age:.0f}s ago (index_stats_interval {target.index_stats_interval:g}s)")
         ctx.set("mysql_index_stats_timestamp_seconds", stats.timestamp)
         if stats.tables == kept.keys():
-            ctx.samples.update(stats.samples)
+            ctx.merge(stats.samples)
         else:  # tables created, dropped or moved across max_tables since the last read
-            ctx.samples.update((sample, value) for sample, value in stats.samples.items() if _table_of(sample) in kept)
+            ctx.merge({sample: value for sample, value in stats.samples.items() if _table_of(sample) in kept})
         return stats
 
 
