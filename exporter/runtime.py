@@ -7,8 +7,10 @@ SIGTERM and SIGINT stop the server and cancel every probe, then return.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,33 @@ from .snapshot import Snapshot
 from .webconfig import WebConfig, WebConfigSource
 
 log = logging.getLogger("stackprobe")
+
+
+class DaemonThreadExecutor(concurrent.futures.ThreadPoolExecutor):
+    """asyncio's default executor, each call in a daemon thread of its own, never joined.
+
+    getaddrinfo (every name httpx, redis or open_connection resolves) and asyncio.to_thread run
+    there; a pool's threads are joined when asyncio.run ends and again at interpreter exit, so one
+    lookup hung on a broken resolver would keep SIGTERM from ending the process. asyncio accepts
+    only a ThreadPoolExecutor as default executor, hence the subclass; it starts no pool threads.
+    """
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:  # type: ignore[override]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # handed to the awaiting coroutine
+                future.set_exception(e)
+
+        threading.Thread(target=work, name=f"executor-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to join: a call still running is left to end with the process."""
 
 
 class Exporter:
@@ -81,6 +110,7 @@ class Exporter:
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or `stopped` is set). The first config must be valid."""
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(DaemonThreadExecutor())
         config = self.load()  # a ConfigError here is the caller's to report
         self.scheduler.apply(config)
         self.reload_success_at = time.time()
