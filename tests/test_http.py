@@ -280,7 +280,7 @@ def test_probe_endpoint_runs_only_configured_targets(start_exporter, http_server
 
 @pytest.mark.parametrize(("target", "problem"), [
     ({"url": "ftp://127.0.0.1/"}, "http[0].url: the URL must be http:// or https://"),
-    ({"url": "http://user:secret@127.0.0.1/"}, "http[0].url: credentials in the URL are not allowed"),
+    ({"url": "http://user:secret@127.0.0.1/"}, "http[0].url: credentials in the URL are not allowed; use username and password_env/password_file"),
     ({"url": "http://127.0.0.1/", "body_regex": "("}, "http[0].body_regex: invalid regular expression"),
     ({"url": "http://127.0.0.1/", "password_env": "HOME"}, "http[0]: password_env/password_file need a username"),
     ({"url": "http://127.0.0.1/", "json_values": [{"path": "a"}, {"path": "a"}]}, "http[0]: json_values lists a path twice"),

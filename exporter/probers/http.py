@@ -117,7 +117,7 @@ class HttpTarget(SecretRef, TargetConfig):
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("the URL must be http:// or https:// with a host")
         if url.userinfo:
-            raise ValueError("credentials in the URL are not allowed; use username and password")
+            raise ValueError("credentials in the URL are not allowed; use username and password_env/password_file")
         return value
 
     @field_validator("body_regex")
