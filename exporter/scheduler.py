@@ -77,11 +77,6 @@ def next_result(outcome: Outcome, target: TargetConfig, prober_name: str, previo
                           duration=outcome.duration, finished_at=outcome.finished_at)
 
 
-async def probe_once(target: TargetConfig, prober_name: str, previous: TargetResult | None = None) -> TargetResult:
-    """Run one probe under the target's timeout and return the next TargetResult."""
-    return next_result(await run_probe(target, prober_name), target, prober_name, previous)
-
-
 def _phase(target: TargetConfig) -> float:
     """Deterministic per-target fraction of the interval, so restarts keep the same spread."""
     return (zlib.crc32(target.name.encode()) % 10_000) / 10_000

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.probing import probe_result
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config
 from stackprobe.exporter.probers.backup import PROBER
 from stackprobe.exporter.probers.base import ProbeError
-from stackprobe.exporter.scheduler import probe_once
 
 HOUR, DAY = 3600, 86400
 
@@ -233,7 +233,7 @@ def test_verifying_a_huge_file_ends_at_the_timeout_and_its_thread_stops(tmp_path
     parsed = config.parse("c.yaml", "backup:\n" + target("huge", tmp_path, verify="sha256", timeout="500ms")).targets[0]
 
     async def probe_then_wait_for_the_thread():
-        result = await probe_once(parsed, "backup")
+        result = await probe_result(parsed, "backup")
         if (thread := PROBER._running.get("huge")) is not None:  # else it ended with the probe
             with contextlib.suppress(ProbeError):  # how it ends: "did not finish within the timeout"
                 await asyncio.wait_for(asyncio.shield(thread), 30)  # TimeoutError if it read on
@@ -247,6 +247,6 @@ def test_a_checksum_file_on_a_fifo_is_io_not_a_hang(tmp_path):
     put(tmp_path / "db.sql.gz", b"dump", HOUR)
     os.mkfifo(tmp_path / "db.sql.gz.sha256")
     parsed = config.parse("c.yaml", "backup:\n" + target("fifo", tmp_path, verify="sha256")).targets[0]
-    result = asyncio.run(probe_once(parsed, "backup"))
+    result = asyncio.run(probe_result(parsed, "backup"))
     assert (result.success, result.reason) == (False, "io")
     assert "db.sql.gz.sha256 is not a regular file" in result.message

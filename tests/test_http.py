@@ -17,11 +17,11 @@ from fixtures.exporter import RunningExporter, Series, parse_scrape
 from fixtures.http_servers import (BIG_BODY_BYTES, BOMB_BYTES, JSON_BODY, PASSWORD, USERNAME, HttpPeer, TlsPeer,
                                    encoded_bodies)
 from fixtures.net import free_port, wait_until
+from fixtures.probing import probe_result
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config as config_mod
 from stackprobe.exporter import metrics
 from stackprobe.exporter.probers.http import PHASES, BodyBuffer, search_body
-from stackprobe.exporter.scheduler import probe_once
 
 P = metrics.PREFIX
 
@@ -248,7 +248,7 @@ def test_big_body_is_streamed_not_held(http_server: HttpPeer) -> None:
         {"name": "big", "url": http_server.url + "/big", "timeout": "60s", "max_body_bytes": 1024 * 1024})).targets[0]
     tracemalloc.start()
     try:
-        result = asyncio.run(probe_once(target, "http"))
+        result = asyncio.run(probe_result(target, "http"))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -296,7 +296,7 @@ def test_config_errors(target: dict[str, Any], problem: str) -> None:
 def probe_target(**target: Any):
     """One probe of one target, in this process (no exporter): for checks of a single result."""
     parsed = config_mod.parse("<test>", config_text({"name": "t", **target})).targets[0]
-    return asyncio.run(probe_once(parsed, "http"))
+    return asyncio.run(probe_result(parsed, "http"))
 
 
 def test_a_runaway_body_regex_ends_at_the_timeout_and_never_blocks_metrics(start_exporter, http_server: HttpPeer) -> None:

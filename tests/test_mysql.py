@@ -23,10 +23,10 @@ import yaml
 from stackprobe.exporter.config import parse
 from stackprobe.exporter.probers import mysql
 from stackprobe.exporter.probers.base import ProbeContext, ProbeError
-from stackprobe.exporter.scheduler import probe_once
 
 from fixtures.mariadb import MariaDB
 from fixtures.net import wait_until
+from fixtures.probing import probe_result
 
 MONITOR_USER = "stackprobe"
 MONITOR_PASSWORD = "Mon1tor-pw-7c9e2b"
@@ -196,7 +196,7 @@ def test_index_stats_are_reread_every_index_stats_interval(db, tmp_path, passwor
     indexed_tables: dict[str, set[str]] = {}
 
     def probe(t) -> tuple[float, float]:
-        result = asyncio.run(probe_once(t, "mysql"))
+        result = asyncio.run(probe_result(t, "mysql"))
         assert result.success, result.message
         value = {(n, dict(ls).get("index"), dict(ls).get("table")): v for (n, ls), v in result.samples.items()}
         indexed_tables[t.name] = {table for n, _, table in value if n == "stackprobe_mysql_index_cardinality"}
@@ -232,7 +232,7 @@ def test_server_counters_equal_show_global_status(db, tmp_path, password_file):
     with db.connect() as held, held.cursor() as cur:
         cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', %s, %s, %s, %s, %s, %s)", moving)
         before = {k: float(v) for k, v in cur.fetchall()}
-        result = asyncio.run(probe_once(t, "mysql"))
+        result = asyncio.run(probe_result(t, "mysql"))
         cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s, %s, %s, %s, %s, %s)", moving)
         after = {k: float(v) for k, v in cur.fetchall()}
     assert result.success, result.message
@@ -398,7 +398,7 @@ def test_a_busy_server_times_out_and_the_query_ends_on_the_server(db, tmp_path, 
     path.write_text(config(target("busy", db, password_file, schemas=[LOCKS], interval="5s", timeout="1s")))
     (t,) = parse(path).targets
     with db.busy_table(LOCKS):
-        result = asyncio.run(probe_once(t, "mysql"))
+        result = asyncio.run(probe_result(t, "mysql"))
         assert (result.success, result.reason) == (False, "timeout"), result.message
         wait_until(lambda: not db.queries_of(MONITOR_USER), timeout=15, what="no connection of the probe left on the server")
     assert "Waiting for table metadata lock" not in str(db.queries_of(MONITOR_USER))
@@ -454,7 +454,7 @@ def _packet(sequence: int, payload: bytes) -> bytes:
 def test_a_peer_that_is_not_mysql_gives_a_named_reason(hostile_mysql, name, greeting, reason):
     peer = hostile_mysql(greeting=greeting)
     t = mysql.MysqlTarget(name="hostile", service="gallery", port=peer.port, user=MONITOR_USER, interval=5, timeout=1)
-    result = asyncio.run(probe_once(t, "mysql"))
+    result = asyncio.run(probe_result(t, "mysql"))
     assert result.reason == reason, (name, result.reason, result.message)
 
 
@@ -469,7 +469,7 @@ def test_a_server_that_breaks_off_or_garbles_a_result_gives_a_named_reason(db, h
     peer = hostile_mysql(upstream=db.port, trigger=b"information_schema.TABLES", tamper=tamper)
     t = mysql.MysqlTarget(name="garbled", service="gallery", port=peer.port, user=MONITOR_USER,
                           password_file=password_file, schemas=(GALLERY,), interval=5, timeout=3)
-    result = asyncio.run(probe_once(t, "mysql"))
+    result = asyncio.run(probe_result(t, "mysql"))
     assert (result.success, result.reason) == (False, reason), result.log
     assert result.samples[("stackprobe_mysql_up", ())] == 1  # connected; what was read before is kept
 

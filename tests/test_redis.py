@@ -14,10 +14,10 @@ import yaml
 
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter.config import parse
-from stackprobe.exporter.scheduler import probe_once
 from stackprobe.exporter.snapshot import TargetResult
 
 from fixtures.net import wait_until
+from fixtures.probing import probe_result
 from fixtures.redis_server import resp
 
 
@@ -29,7 +29,7 @@ def config(*targets: dict) -> str:
 def probe_now(target: dict) -> TargetResult:
     """Run exactly one probe of one target, for tests that count the server's stats per probe."""
     parsed = parse("test.yaml", config(target)).targets[0]
-    return asyncio.run(probe_once(parsed, "redis"))
+    return asyncio.run(probe_result(parsed, "redis"))
 
 
 def info(server, section: str | None = None) -> dict:
@@ -306,7 +306,7 @@ def test_a_long_scan_ends_at_the_timeout_with_its_connection_closed_and_no_scan_
         "patterns": [{"pattern": "nomatch:*"}]})).targets[0] for i in range(4)]
 
     async def probe_all() -> list[TargetResult]:
-        return await asyncio.gather(*(probe_once(t, "redis") for t in targets))
+        return await asyncio.gather(*(probe_result(t, "redis") for t in targets))
 
     results = asyncio.run(probe_all())
     assert [(r.success, r.reason) for r in results] == [(False, "timeout")] * 4
