@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 import bcrypt
 from pydantic import AfterValidator, Field, model_validator
 
-from stackprobe.configsource import ConfigError, StrictModel, load
+from stackprobe.configsource import ConfigError, StrictModel, header_value, load
 
 log = logging.getLogger("stackprobe.webconfig")
 
@@ -72,20 +72,12 @@ ALLOWED_HEADERS: dict[str, tuple[str, ...] | None] = {
     "X-XSS-Protection": None,
     "Content-Security-Policy": None,
 }
-#: Visible ASCII, spaces and tabs: no CR/LF (a second header or a body injected), no NUL.
-_HEADER_VALUE_RE = re.compile(r"[\x20-\x7e\t]*")
 
 
 def _header_name(name: str) -> str:
     if name not in ALLOWED_HEADERS:
         raise ValueError(f"HTTP header {name!r} can not be configured (allowed: {', '.join(ALLOWED_HEADERS)})")
     return name
-
-
-def _header_value(value: str) -> str:
-    if not _HEADER_VALUE_RE.fullmatch(value):
-        raise ValueError("a header value may only hold visible ASCII characters and spaces (no line breaks)")
-    return value
 
 
 def _allowed_values(headers: dict[str, str]) -> dict[str, str]:
@@ -98,7 +90,7 @@ def _allowed_values(headers: dict[str, str]) -> dict[str, str]:
 
 class HTTPServerConfig(StrictModel):
     headers: Annotated[
-        dict[Annotated[str, AfterValidator(_header_name)], Annotated[str, AfterValidator(_header_value)]],
+        dict[Annotated[str, AfterValidator(_header_name)], Annotated[str, AfterValidator(header_value)]],
         AfterValidator(_allowed_values),
     ] = Field(default_factory=dict)
 

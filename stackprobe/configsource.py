@@ -47,6 +47,27 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: RFC 7230 token: the characters a header field name may hold.
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Visible ASCII, spaces and tabs: no CR/LF (a second header or a body injected), no NUL or other
+#: control character. Shared by every config that sets HTTP headers, sent or served.
+_HEADER_VALUE_RE = re.compile(r"[\x20-\x7e\t]*")
+
+
+def header_name(name: str) -> str:
+    """Validator of a configured HTTP header name (the name is shown: it is not secret)."""
+    if not _HEADER_NAME_RE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+    return name
+
+
+def header_value(value: str) -> str:
+    """Validator of a configured HTTP header value; the message never quotes it (it may be a key)."""
+    if not _HEADER_VALUE_RE.fullmatch(value):
+        raise ValueError("a header value may only hold visible ASCII characters and spaces (no line breaks or control characters)")
+    return value
+
+
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import tracemalloc
 from typing import Any
@@ -158,10 +162,19 @@ def test_redirect_not_followed(start_exporter, http_server: HttpPeer, valid, rea
     assert (value(s, P + "http_status_code"), value(s, P + "http_redirects")) == (302, 0)
 
 
-def test_post_with_headers_body_and_basic_auth(start_exporter, http_server: HttpPeer, monkeypatch) -> None:
+API_KEY = "hunter3-api-key-secret"
+FILE_TOKEN = "hunter3-file-token-secret"
+
+
+def test_post_with_headers_body_and_basic_auth(start_exporter, http_server: HttpPeer, monkeypatch, tmp_path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("HTTP_TEST_PASSWORD", PASSWORD)
     monkeypatch.setenv("HTTP_WRONG_PASSWORD", PASSWORD + "-wrong")
+    monkeypatch.setenv("HTTP_TEST_API_KEY", API_KEY)
+    token_file = tmp_path / "token"
+    token_file.write_text(FILE_TOKEN + "\n")
     common = {"url": http_server.url + "/auth", "method": "POST", "headers": {"X-Probe": "stackprobe"},
+              "headers_from": {"X-Api-Key": {"env": "HTTP_TEST_API_KEY"}, "X-Token": {"file": str(token_file)}},
               "body": "ping", "username": USERNAME}
     exporter = start_exporter(config_text(
         {"name": "ok", **common, "password_env": "HTTP_TEST_PASSWORD"},
@@ -170,15 +183,62 @@ def test_post_with_headers_body_and_basic_auth(start_exporter, http_server: Http
     assert errors(probe(exporter, "ok")) == {}
     # Background probes of both targets may have run too: check every request, and that one
     # carried the right credentials.
-    assert {(r.method, r.body, r.headers["x-probe"]) for r in http_server.requests} == {("POST", b"ping", "stackprobe")}
+    assert {(r.method, r.body, r.headers["x-probe"], r.headers["x-api-key"], r.headers["x-token"]) for r in http_server.requests} == {
+        ("POST", b"ping", "stackprobe", API_KEY, FILE_TOKEN)}
     assert "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode() in {r.headers["authorization"] for r in http_server.requests}
     for name in ("ok", "wrong"):
         text = exporter.get(f"/probe?target={name}&debug=true").text
-        assert PASSWORD not in text and "Logs for the probe" in text
+        assert "Logs for the probe" in text
+        assert not {PASSWORD, API_KEY, FILE_TOKEN} & {w for w in (PASSWORD, API_KEY, FILE_TOKEN) if w in text}
     s = probe(exporter, "wrong")
     assert (errors(s), value(s, P + "http_status_code")) == ({"status": 1}, 401)
-    page = exporter.get("/").text
-    assert PASSWORD not in page
+    for text in (exporter.get("/").text, exporter.get("/metrics").text, caplog.text):
+        assert not [w for w in (PASSWORD, API_KEY, FILE_TOKEN) if w in text]
+
+
+INJECTED = "hunter3-secret\r\nX-Evil: 1"
+
+
+@pytest.mark.parametrize(("yaml_lines", "problem"), [
+    ('headers: {X-Api-Key: "hunter3-secret\\r\\nX-Evil: 1"}', "5: http[0].headers.X-Api-Key: a header value may only hold visible ASCII"),
+    ('headers: {X-Api-Key: "hunter3-secret\\nX-Evil: 1"}', "5: http[0].headers.X-Api-Key: a header value may only hold visible ASCII"),
+    ('headers: {X-Api-Key: "hunter3-secr\u00e9t"}', "5: http[0].headers.X-Api-Key: a header value may only hold visible ASCII"),
+    ('headers: {"X-Api-Key:": v}', "5: http[0].headers.X-Api-Key:: 'X-Api-Key:' is not a valid HTTP header name"),
+    ("headers_from: {X-Api-Key: {env: HTTP_INJECTED_KEY}}", "5: http[0].headers_from.X-Api-Key: a header value may only hold visible ASCII"),
+    ("headers_from: {X-Api-Key: {}}", "5: http[0].headers_from.X-Api-Key: set env or file"),
+    ("headers: {x-api-key: a}\n    headers_from: {X-Api-Key: {env: HOME}}", "2: http[0]: header x-api-key is set in both headers and headers_from"),
+])
+def test_header_injection_is_refused_at_load_with_file_line_exit_2(tmp_path, yaml_lines: str, problem: str) -> None:
+    """Issue 14: CR/LF in a header value passed check-config; the probe then logged the secret."""
+    path = tmp_path / "stackprobe.yml"
+    path.write_text(f"http:\n  - name: t\n    service: s\n    url: http://127.0.0.1:1/\n    {yaml_lines}\n")
+    proc = subprocess.run([sys.executable, "-m", "stackprobe.exporter", "check-config", str(path)], capture_output=True,
+                          text=True, env={**os.environ, "HTTP_INJECTED_KEY": INJECTED})
+    assert proc.returncode == 2, proc.stdout
+    assert f"error: {path}:{problem}" in proc.stderr, proc.stderr
+    assert "hunter3-secret" not in proc.stderr
+
+
+def test_a_request_the_http_library_refuses_fails_without_quoting_it(http_server: HttpPeer) -> None:
+    """Should a bad value slip past the load checks, h11's LocalProtocolError quotes it: the probe
+    message must not (it reaches the log, /probe?debug=true and the status page)."""
+    target = config_mod.parse("<test>", config_text({"name": "t", "url": http_server.url + "/json"})).targets[0]
+    target = target.model_copy(update={"headers": {"X-Api-Key": INJECTED}})  # as if unvalidated
+    result = asyncio.run(probe_result(target, "http"))
+    assert (result.success, result.reason) == (False, "internal"), result.message
+    assert "LocalProtocolError" in result.message
+    assert "hunter3" not in result.message + "\n".join(result.log)
+    assert not [r for r in http_server.requests if "x-evil" in r.headers]
+
+
+def test_a_headers_from_file_with_a_line_break_fails_with_io_and_is_not_sent(http_server: HttpPeer, tmp_path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(INJECTED + "\n")  # the trailing newline is stripped; the inner CR/LF is not
+    result = probe_target(url=http_server.url + "/json", headers_from={"X-Api-Key": {"file": str(key_file)}})
+    assert (result.success, result.reason) == (False, "io"), result.message
+    assert "headers_from X-Api-Key: a header value may only hold" in result.message
+    assert "hunter3" not in result.message + "\n".join(result.log)
+    assert not [r for r in http_server.requests if "x-api-key" in r.headers]
 
 
 def test_https_verified_with_ca_file(start_exporter, https_server: TlsPeer) -> None:

@@ -77,6 +77,33 @@ def secrets_not_required() -> Iterator[None]:
         _SECRETS_REQUIRED.reset(token)
 
 
+def check_secret_source(env: str | None, file: Path | None, env_field: str, file_field: str) -> None:
+    """At load: a secret comes from one environment variable that is set, or one readable file
+    (whether it is there is only checked where secrets are required, see secrets_not_required)."""
+    if env and file:
+        raise ValueError(f"set {env_field} or {file_field}, not both")
+    if not _SECRETS_REQUIRED.get():
+        return
+    if env and env not in os.environ:
+        raise ValueError(f"environment variable {env} ({env_field}) is not set")
+    if file and not os.access(file, os.R_OK):
+        raise ValueError(f"{file_field} {file} is not readable")
+
+
+def read_secret(env: str | None, file: Path | None, file_field: str) -> str | None:
+    """A secret as of now, from its variable or file (trailing newline stripped); an unreadable
+    file fails the probe with reason io. Blocking: call it from a worker thread."""
+    if env:
+        return os.environ.get(env)
+    if file:
+        data = read_regular_file(file, file_field, SECRET_FILE_LIMIT)
+        try:
+            return data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:  # its message quotes the offending byte: a piece of the secret
+            raise ProbeError("io", f"{file_field} {file} is not valid UTF-8") from None
+    return None
+
+
 class SecretRef(StrictModel):
     """A password named by an environment variable or a file, never written in the config itself."""
 
@@ -85,14 +112,7 @@ class SecretRef(StrictModel):
 
     @model_validator(mode="after")
     def _check_source(self) -> "SecretRef":
-        if self.password_env and self.password_file:
-            raise ValueError("set password_env or password_file, not both")
-        if not _SECRETS_REQUIRED.get():
-            return self
-        if self.password_env and self.password_env not in os.environ:
-            raise ValueError(f"environment variable {self.password_env} (password_env) is not set")
-        if self.password_file and not os.access(self.password_file, os.R_OK):
-            raise ValueError(f"password_file {self.password_file} is not readable")
+        check_secret_source(self.password_env, self.password_file, "password_env", "password_file")
         return self
 
     def password(self) -> str | None:
@@ -101,15 +121,7 @@ class SecretRef(StrictModel):
         Blocking (the file may sit on a hung mount): call it from a worker thread, or use
         read_password() on the event loop.
         """
-        if self.password_env:
-            return os.environ.get(self.password_env)
-        if self.password_file:
-            data = read_regular_file(self.password_file, "password_file", SECRET_FILE_LIMIT)
-            try:
-                return data.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:  # its message quotes the offending byte: a piece of the secret
-                raise ProbeError("io", f"password_file {self.password_file} is not valid UTF-8") from None
-        return None
+        return read_secret(self.password_env, self.password_file, "password_file")
 
     async def read_password(self, ctx: "ProbeContext") -> str | None:
         """password() without blocking the event loop; a hung file read stalls only this target."""

@@ -22,8 +22,8 @@ where its time went; phases never reached are 0.
 Failure reasons: dns, connect (refused, reset, or closed mid-response), timeout (also a
 body_regex still searching when the timeout expires), tls, status (unexpected status, or more
 than `max_redirects` redirects: the last answer is then a redirect the probe did not follow,
-which is a status problem), body (regex, JSON, or content decoding), io (the password_file or
-ca_file cannot be read at probe time).
+which is a status problem), body (regex, JSON, or content decoding), io (the password_file,
+ca_file or a headers_from file cannot be read at probe time, or holds what cannot be a header value).
 
 Hostile bodies are bounded: Content-Encoding is decoded here, a step of at most DECODE_STEP
 bytes at a time, so a compression bomb costs time (bounded by the timeout), never memory;
@@ -32,7 +32,8 @@ search, and the parsing of JSON bodies over INLINE_JSON_BYTES, run in a worker t
 event loop; the search has a time limit (the `regex` package's timeout=, which the stdlib `re` lacks), JSON nesting is bounded by
 the interpreter's recursion limit (~1,000 levels) and numbers by its 4,300-digit limit.
 Configured headers, like Authorization, are only ever sent to the configured URL's origin: a
-redirect elsewhere drops them.
+redirect elsewhere drops them. Their names and values are checked at load (no CR/LF: no header
+injection); secret values come from `headers_from` (env or file), never the config itself.
 
 httpx is imported at the first http target, so an exporter without one never loads it.
 """
@@ -41,19 +42,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import ssl
 import time
 import zlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from stackprobe.configsource import StrictModel
+from stackprobe.configsource import StrictModel, header_name, header_value
 
 from ..metrics import gauge, histogram
-from .base import (ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, exception_chain,
-                   peer_certificates)
+from .base import (ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, check_secret_source,
+                   exception_chain, peer_certificates, read_secret)
 
 if TYPE_CHECKING:
     import httpx
@@ -86,6 +89,34 @@ class JsonValue(StrictModel):
     path: str = Field(pattern=r"^[^.]+(\.[^.]+)*$", description="Dotted path into the JSON body, list items by index: `is_active`, `data.items.0.count`. Exported as `stackprobe_http_json_value{path}`.")
 
 
+HeaderName = Annotated[str, AfterValidator(header_name)]
+
+
+class HeaderSecret(StrictModel):
+    """A request header's value kept out of the config, like a password: `env` or `file`."""
+
+    env: str | None = Field(None, description="Environment variable holding the value.")
+    file: Path | None = Field(None, description="File holding the value (trailing newline stripped); re-read at every probe.")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "HeaderSecret":
+        if not (self.env or self.file):
+            raise ValueError("set env or file")
+        check_secret_source(self.env, self.file, "env", "file")
+        if self.env and self.env in os.environ:  # unset: check-config may run without the secrets
+            header_value(os.environ[self.env])
+        return self
+
+    def value(self, name: str) -> str:
+        """The value as of now; one that cannot be a header value fails the probe with reason io.
+        Blocking (the file may sit on a hung mount): call it from a worker thread."""
+        value = read_secret(self.env, self.file, "file") or ""
+        try:
+            return header_value(value)
+        except ValueError as e:
+            raise ProbeError("io", f"headers_from {name}: {e}") from None
+
+
 class HttpTarget(SecretRef, TargetConfig):
     """An HTTP(S) endpoint (playbook 002: the application's status API)."""
 
@@ -94,7 +125,8 @@ class HttpTarget(SecretRef, TargetConfig):
 
     url: str = Field(description="The URL to fetch (http or https). Credentials go in `username` and `password_env`/`password_file`, not in the URL.")
     method: str = Field("GET", pattern=r"^[A-Z]+$", description="HTTP method.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    headers: dict[HeaderName, Annotated[str, AfterValidator(header_value)]] = Field(default_factory=dict, description="Extra request headers (not for secrets: see `headers_from`).")
+    headers_from: dict[HeaderName, HeaderSecret] = Field(default_factory=dict, description="Request headers whose values are secrets, each read at every probe from `{env: VARIABLE}` or `{file: PATH}`: `X-Api-Key: {env: API_KEY}`.")
     body: str | None = Field(None, description="Request body (e.g. for POST).")
     valid_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list, description="Status codes that count as up; empty means any 2xx.")
     body_regex: str | None = Field(None, description="A regular expression the body (its first `max_body_bytes`) must contain a match for.")
@@ -136,10 +168,22 @@ class HttpTarget(SecretRef, TargetConfig):
     def _check_combinations(self) -> "HttpTarget":
         if (self.password_env or self.password_file) and self.username is None:
             raise ValueError("password_env/password_file need a username")
+        both = {n.lower() for n in self.headers} & {n.lower() for n in self.headers_from}
+        if both:
+            raise ValueError(f"header {', '.join(sorted(both))} is set in both headers and headers_from")
         paths = [v.path for v in self.json_values]
         if len(paths) != len(set(paths)):
             raise ValueError("json_values lists a path twice")
         return self
+
+    @property
+    def own_headers(self) -> list[str]:
+        """The names of the configured headers, secret or not."""
+        return [*self.headers, *self.headers_from]
+
+    def secret_headers(self) -> dict[str, str]:
+        """headers_from as of now. Blocking (files): call it from a worker thread."""
+        return {name: source.value(name) for name, source in self.headers_from.items()}
 
 
 class PhaseTimer:
@@ -329,6 +373,11 @@ class HttpProber(Prober[HttpTarget]):
         # trickling bytes forever) by cancelling it, and the `finally` still records the phases.
         try:
             await self._fetch_and_check(target, ctx, phases)
+        except httpx.LocalProtocolError as e:
+            # h11 refused to send our own request; its text quotes the offending request data
+            # (a header's value: maybe a key), so it is withheld. Config validation makes this a
+            # stackprobe bug, never a fault of the target.
+            raise ProbeError("internal", f"{type(e).__name__}: the request could not be sent (details withheld: they quote request headers)") from None
         except httpx.HTTPError as e:
             raise ProbeError(failure_reason(e), f"{type(e).__name__}: {e}") from None
         finally:
@@ -343,7 +392,7 @@ class HttpProber(Prober[HttpTarget]):
 
         auth = await self._auth(target, ctx)
         ssl_context = await target.tls.load_ssl_context(ctx)
-        headers = {"Accept-Encoding": ACCEPT_ENCODING, **target.headers}
+        headers = {"Accept-Encoding": ACCEPT_ENCODING, **target.headers, **await self._secret_headers(target, ctx)}
         # trust_env=False: no proxy variables and no .netrc; the probe measures the endpoint itself.
         async with httpx.AsyncClient(verify=ssl_context, timeout=httpx.Timeout(ctx.remaining()),
                                      trust_env=False, follow_redirects=False) as client:
@@ -376,7 +425,7 @@ class HttpProber(Prober[HttpTarget]):
         """The redirect's request, minus the configured headers if it leaves the configured URL's
         origin (httpx itself drops only Authorization): an X-Api-Key must not reach another host."""
         if not same_origin(first.url, redirect.url):
-            dropped = [name for name in target.headers if name in redirect.headers]
+            dropped = [name for name in target.own_headers if name in redirect.headers]
             for name in dropped:
                 del redirect.headers[name]
             if dropped:
@@ -394,6 +443,13 @@ class HttpProber(Prober[HttpTarget]):
                 if len(piece) == DECODE_STEP:  # a chunk that expands a lot: let others run, and the timeout land
                     await asyncio.sleep(0)
         return body
+
+    @staticmethod
+    async def _secret_headers(target: HttpTarget, ctx: ProbeContext) -> dict[str, str]:
+        """headers_from read now, so a rotated key is used at the next probe; files off the loop."""
+        if any(source.file for source in target.headers_from.values()):
+            return await ctx.off_loop("headers_from", target.secret_headers)
+        return target.secret_headers()
 
     @staticmethod
     async def _auth(target: HttpTarget, ctx: ProbeContext) -> "httpx.BasicAuth | None":
