@@ -13,9 +13,10 @@ re-samples them; so it is read every `index_stats_interval` (default 1 h) and pr
 export the values last read.
 
 The timeout holds on both ends: the session's max_statement_time (MariaDB) or
-max_execution_time (MySQL) is the probe's timeout, and when the timeout passes a watchdog shuts
-the probe's socket and KILLs its connection on the server from a second one (no privilege is
-needed to kill one's own connections), so nothing keeps running there after the probe gave up.
+max_execution_time (MySQL) is the probe's timeout, and when the timeout passes (a watchdog
+thread) or the scheduler gives up on the probe (shutdown) the probe's socket is shut, which
+ends the worker's wait at once, and the worker KILLs its connection on the server from a second
+one (no privilege is needed to kill one's own connections), so nothing keeps running there.
 
 Monitoring user
 ---------------
@@ -47,9 +48,9 @@ import ssl
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -90,7 +91,7 @@ _CLIENT_ERRORS = range(2000, 3000)
 _CONNECTION_LOST = {2006, 2013}  # CR_SERVER_GONE_ERROR, CR_SERVER_LOST
 _SSL_CONNECTION_ERROR = 2026
 
-#: How long the watchdog's second connection may take to KILL a probe's connection.
+#: How long the second connection that KILLs a timed-out probe's connection may take.
 _KILL_TIMEOUT = 2.0
 
 
