@@ -467,8 +467,9 @@ def test_a_peer_that_is_not_mysql_gives_a_named_reason(hostile_mysql, name, gree
 ])
 def test_a_server_that_breaks_off_or_garbles_a_result_gives_a_named_reason(db, hostile_mysql, password_file, tamper, reason):
     peer = hostile_mysql(upstream=db.port, trigger=b"information_schema.TABLES", tamper=tamper)
+    # A generous timeout: each case fails at once, and a loaded machine must not turn it into a timeout.
     t = mysql.MysqlTarget(name="garbled", service="gallery", port=peer.port, user=MONITOR_USER,
-                          password_file=password_file, schemas=(GALLERY,), interval=5, timeout=3)
+                          password_file=password_file, schemas=(GALLERY,), interval=20, timeout=15)
     result = asyncio.run(probe_result(t, "mysql"))
     assert (result.success, result.reason) == (False, reason), result.log
     assert result.samples[("stackprobe_mysql_up", ())] == 1  # connected; what was read before is kept
@@ -478,11 +479,12 @@ def test_tls(start_exporter, db, mariadb_factory, mariadb_tls, password_file):
     ca_file = mariadb_tls[0]
     plain = mariadb_factory()
     create_monitoring_user(plain, "127.0.0.1", [])
+    slow_machine = {"interval": "10s", "timeout": "10s"}  # TLS setup on a loaded 2-core machine
     exporter = start_exporter(config(
-        target("verified", db, password_file, tls={"ca_file": str(ca_file)}),
-        target("unknown-ca", db, password_file, tls={}),
-        target("unverified", db, password_file, tls={"verify": False}),
-        target("no-tls-offered", plain, password_file, tls={"verify": False}),
+        target("verified", db, password_file, tls={"ca_file": str(ca_file)}, **slow_machine),
+        target("unknown-ca", db, password_file, tls={}, **slow_machine),
+        target("unverified", db, password_file, tls={"verify": False}, **slow_machine),
+        target("no-tls-offered", plain, password_file, tls={"verify": False}, **slow_machine),
     ))
     for name in ("verified", "unknown-ca", "unverified", "no-tls-offered"):
         exporter.wait_for_probe(name)
