@@ -251,6 +251,19 @@ def test_a_server_that_never_answers_is_timeout(start_exporter, silent_listener)
     assert exporter.value("stackprobe_probe_errors_total", target="hung", reason="timeout") >= 1
 
 
+@pytest.mark.parametrize("hang", ["syn-never-answered", "auth-never-answered"])
+def test_a_connect_that_hangs_ends_at_the_probes_deadline_as_timeout(request, hang, monkeypatch):
+    """The connect phase (TCP, then AUTH) obeys the prober's own deadline, like every command:
+    a SYN nobody answers, or a server that accepts and never answers the AUTH sent on connect."""
+    monkeypatch.setenv("REDIS_HUNG_PW", "never-checked")
+    listener = request.getfixturevalue("full_backlog_listener" if hang == "syn-never-answered" else "silent_listener")
+    result = probe_now({"name": "hung", "url": f"redis://127.0.0.1:{listener.port}", "timeout": "500ms",
+                        "password_env": "REDIS_HUNG_PW"})
+    assert (result.success, result.reason) == (False, "timeout"), result.message
+    assert any("(TCP, TLS, AUTH, SELECT) was cut off unfinished" in line for line in result.log), result.log
+    assert not [line for line in result.log if "PING answered" in line]
+
+
 def test_persistence_matches_info_after_save_and_aof_setting(start_exporter, make_redis):
     rdb = make_redis()
     aof = make_redis(extra_args=("--appendonly", "yes"))

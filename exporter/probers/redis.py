@@ -11,9 +11,11 @@ Replies are checked for their shape here, so a server that answers something oth
 protocol fails the probe with reason `query`, never a traceback.
 
 Timeouts: the scheduler cancels a probe at its timeout, and every command first checks the
-deadline itself. redis-py's socket timeouts are left off, because its sends wrap
-asyncio.wait_for, which on Python 3.11 can swallow that cancellation (a SCAN loop then ran on
-for 30 s and reported success).
+deadline itself, and so does connecting (TCP, TLS, AUTH and SELECT). redis-py's socket timeouts,
+connect timeout included, are left off: its sends wrap asyncio.wait_for, which on Python 3.11 can
+swallow that cancellation (a SCAN loop then ran on for 30 s and reported success), and a second
+timer racing the scheduler's only blurs which one ended the probe; its connect timeout did not
+cover AUTH/SELECT either. A connect the timeout cuts off says so in the probe's log.
 
 `import redis` in the functions below is the library, not this module: the package uses absolute
 imports and this file is only ever imported as `stackprobe.exporter.probers.redis`. redis-py is
@@ -22,6 +24,7 @@ imported at the first probe, so an exporter without Redis targets never loads it
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -232,7 +235,7 @@ async def _connection(target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext
 
     kwargs: dict[str, Any] = dict(
         db=endpoint.db, username=target.username, password=await target.read_password(ctx),
-        protocol=2, socket_timeout=None, socket_connect_timeout=ctx.remaining(), retry=Retry(NoBackoff(), 0),
+        protocol=2, socket_timeout=None, socket_connect_timeout=None, retry=Retry(NoBackoff(), 0),
         driver_info=None,  # no CLIENT SETINFO: two round trips per probe for nothing
     )
     if endpoint.socket_path:
@@ -273,7 +276,13 @@ class _Session:
 
     async def connect_and_ping(self) -> None:
         """Connect (and authenticate) first, so the timed PING is one bare round trip."""
-        await self.conn.connect()
+        if time.monotonic() >= self.ctx.deadline:
+            raise ProbeError("timeout", f"{self.where}: not connected: the probe's timeout expired")
+        try:
+            await self.conn.connect()
+        except asyncio.CancelledError:  # the scheduler's timeout (or a reload): say which phase hung
+            self.ctx.log(f"connecting to {self.where} (TCP, TLS, AUTH, SELECT) was cut off unfinished")
+            raise
         started = time.perf_counter()
         reply = await self.command("PING")
         if reply not in (b"PONG", "PONG", True):
