@@ -28,6 +28,7 @@ from stackprobe.exporter import metrics
 from stackprobe.exporter.collector import OPENMETRICS, TEXT, MetricsPage, join
 from stackprobe.exporter.probers import PROBERS
 from stackprobe.exporter.probers.base import BlockingProber, ProbeContext, ProbeError, TargetConfig
+from stackprobe.exporter import scheduler as scheduler_mod
 from stackprobe.exporter.scheduler import _phase
 from stackprobe.exporter.shard import Shard
 from stackprobe.exporter.snapshot import Snapshot, TargetResult
@@ -365,10 +366,19 @@ def _name_with_phase(prefix: str, low: float, high: float) -> str:
                 if low <= _phase(TargetConfig(name=f"{prefix}-{i}", service="s", interval=3600)) < high)
 
 
-def test_probe_and_the_schedule_share_a_running_probe_of_a_slow_server(start_exporter, mariadb_factory):
+def test_probe_and_the_schedule_share_a_running_probe_of_a_slow_server(start_exporter, mariadb_factory, monkeypatch):
     """A /probe of a target whose scheduled probe is running, and a scheduled probe that comes
     while a /probe runs, share the one probe: neither fails with `timeout` (a blocking prober
     refuses a second probe while the first holds its thread), and no error is counted."""
+    # Every request for a probe, and whether one of that target was running then (it joins it):
+    # the test waits for what the scheduler did, not for a moment on the clock.
+    asks: list[tuple[str, bool]] = []
+    share = scheduler_mod.Scheduler._probe
+
+    async def recorded(self, target, prober_name):
+        asks.append((target.name, target.name in self._running))
+        return await share(self, target, prober_name)
+    monkeypatch.setattr(scheduler_mod.Scheduler, "_probe", recorded)
     server = mariadb_factory()
     pid = int((server.base / "mysqld.pid").read_text())
     early = _name_with_phase("early", 0.05, 0.15)  # scheduled first, at 0.5-1.5 s: /probe joins it
@@ -384,16 +394,17 @@ def test_probe_and_the_schedule_share_a_running_probe_of_a_slow_server(start_exp
 
     os.kill(pid, signal.SIGSTOP)  # the server accepts connections but answers nothing: a slow target
     try:
-        started = time.monotonic()
         exporter = start_exporter("mysql:\n" + targets)
         threads = [probe(late)]
         scheduler = exporter.exporter.scheduler
         wait_until(lambda: early in scheduler._running, what="the scheduled probe of the early target")
         threads.append(probe(early))
-        # The late target's scheduled probe starts at most 5 s after start and joins the running one.
-        wait_until(lambda: time.monotonic() > started + 7, timeout=30, what="the late target's schedule")
+        # The late target's scheduled probe (at its phase, 4-5 s after start) joins the running one.
+        wait_until(lambda: len(asks) == 4, timeout=60, what="the /probe and the schedule of both targets")
     finally:
         os.kill(pid, signal.SIGCONT)
+    # Each target: the first request started the probe, the second joined it while it ran.
+    assert sorted(asks) == sorted([(early, False), (early, True), (late, False), (late, True)]), asks
     for thread in threads:
         thread.join(30)
     exporter.wait_for_all()

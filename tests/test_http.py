@@ -25,6 +25,7 @@ from fixtures.probing import probe_result
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config as config_mod
 from stackprobe.exporter import metrics
+from stackprobe.exporter.probers import http as http_prober
 from stackprobe.exporter.probers.http import PHASES, BodyBuffer, search_body
 
 P = metrics.PREFIX
@@ -359,19 +360,28 @@ def probe_target(**target: Any):
     return asyncio.run(probe_result(parsed, "http"))
 
 
-def test_a_runaway_body_regex_ends_at_the_timeout_and_never_blocks_metrics(start_exporter, http_server: HttpPeer) -> None:
+def test_a_runaway_body_regex_ends_at_the_timeout_and_never_blocks_metrics(start_exporter, http_server: HttpPeer, monkeypatch) -> None:
     """Issue 14: a backtracking regex on a long line stalled every /metrics for 60+ s."""
+    # The search holds until the test has its scrape: if it ran on the event loop, no scrape
+    # could be answered meanwhile and the wait would run out instead of being released.
+    searching, scraped_meanwhile = threading.Event(), threading.Event()
+    released_by_the_scrape: list[bool] = []
+
+    def held_search(*args: Any) -> bool:
+        searching.set()
+        released_by_the_scrape.append(scraped_meanwhile.wait(60))
+        return search_body(*args)
+    monkeypatch.setattr(http_prober, "search_body", held_search)
     exporter = start_exporter(config_text({"name": "regex", "url": http_server.url + "/text/30000",
                                            "body_regex": "(x+x+)+y", "timeout": "2s"}))
     outcome: dict[str, Any] = {}
     prober = threading.Thread(target=lambda: outcome.setdefault("probe", probe(exporter, "regex")))
     prober.start()
-    wait_until(lambda: any(r.path == "/text/30000" for r in http_server.requests), what="the probe's request")
-    # While the search runs, a scrape is answered: the search is not on the event loop.
+    assert searching.wait(60), "the body_regex search never started"
     scraped = exporter.get("/metrics")
-    scrape_finished_first = prober.is_alive()
+    scraped_meanwhile.set()
     prober.join(60)
-    assert scraped.status_code == 200 and scrape_finished_first
+    assert scraped.status_code == 200 and released_by_the_scrape[0]
     s = outcome["probe"]
     assert errors(s) == {"timeout": 1}
     assert (value(s, P + "http_up"), value(s, P + "http_status_code")) == (0, 200)
