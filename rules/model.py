@@ -15,23 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stackprobe.configsource import format_duration
+from stackprobe.configsource import format_duration, parse_duration
+from stackprobe.exporter.probers import PROBERS
 
-from . import spec
+from . import schedule, spec
 from .gotemplate import FACTOR, UNIT_FORMATS, LabelRef, Part, Template, ValueFormat, format_value
 from .promql import Matcher, join, keep_labels, matchers, number, selector
-from .spec import FixtureSeries, Source, TimeInterval, Where, substitute
+from .spec import BURN_RATE_WINDOWS, PRIORITIES, FixtureSeries, Source, TimeInterval, Where, substitute
 
 #: Alert `severity` label of each tier.
 SEVERITY: dict[str, str] = {"critical": "critical", "warning": "warning", "target": "info"}
 
-#: The SRE workbook's multiwindow pairs: (long window, short window, burn-rate factor, severity).
-BURN_RATE_WINDOWS: tuple[tuple[str, str, float, str], ...] = (
-    ("1h", "5m", 14.4, "critical"),
-    ("6h", "30m", 6.0, "critical"),
-    ("1d", "2h", 3.0, "warning"),
-    ("3d", "6h", 1.0, "warning"),
-)
 
 
 def camel(text: str) -> str:
@@ -71,6 +65,12 @@ class Indicator:
     fixture: tuple[FixtureSeries, ...]
     fixture_shift: float | None
     value_format: ValueFormat
+    #: The time one sample of the SLI stands for (a probe interval), else None (counted requests).
+    resolution: float | None = None
+    #: Ratio indicators: the recorded events per second they divide by (record, PromQL).
+    traffic: tuple[str, str] | None = None
+    #: Ratio indicators: the default floor of events in an alert's window.
+    min_events: int | None = None
 
     def format(self, v: float) -> str:
         """A value of this indicator as alerts and dashboards show it."""
@@ -121,6 +121,11 @@ class KPI:
     source: Source
     runbook_url: str
     alert_names: tuple[str, ...] = ()
+    #: Ratio KPIs: the fewest events in an alert's window that make the ratio meaningful.
+    min_events: int | None = None
+    #: The indicator burn-rate alerts measure the objective on (a request-level one when the
+    #: probe-based `indicator` is too coarse), else None (no burn-rate alerts).
+    objective: Indicator | None = None
 
     @property
     def op(self) -> str:
@@ -156,7 +161,7 @@ class Alert:
     for_: float
     labels: Mapping[str, str]
     annotations: Mapping[str, Template]
-    kind: str  # "threshold" | "burn_rate" | "absent"
+    kind: str  # "threshold" | "burn_rate" | "absent" | "liveness" (a prober) | "external_absent" (an exporter)
     service: str
     where: Where
     kpi: KPI | None = None
@@ -165,7 +170,10 @@ class Alert:
 
     @property
     def indicator(self) -> Indicator | None:
-        return self.kpi.indicator if self.kpi else None
+        """The indicator the alert reads (a burn-rate alert: the KPI's objective indicator)."""
+        if self.kpi is None:
+            return None
+        return self.kpi.objective if self.kind == "burn_rate" else self.kpi.indicator
 
     def rule(self) -> dict[str, Any]:
         """The rule as Prometheus reads it."""
@@ -220,6 +228,18 @@ class Service:
     alerts: tuple[Alert, ...]
     maintenance: tuple[MuteWindow, ...]
     where: Where
+    #: How each priority of this service is delivered (routing.yaml's policy, the service's overrides).
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    #: The service's own time intervals, by the name Alertmanager knows them (`<service>-<name>`).
+    time_intervals: Mapping[str, tuple[TimeInterval, ...]] = field(default_factory=dict)
+    #: Priorities kept quiet (and out of the SLIs) during planned maintenance.
+    muted: tuple[str, ...] = ()
+    #: How long an external exporter's series must be absent for its liveness alert.
+    absent_for: float = 600.0
+    #: The KPI that is the service's own maintenance switch (its status API), if any.
+    maintenance_mode_kpi: str | None = None
+    #: The catalogue's aggregation labels (cluster, env, ...), for the outputs that build series.
+    aggregation_labels: tuple[str, ...] = ()
 
     def kpi(self, kpi_id: str) -> KPI:
         return next(k for k in self.kpis if k.id == kpi_id)
@@ -235,6 +255,8 @@ class Policy:
     group_interval: float
     repeat_interval: float
     active_time_intervals: tuple[str, ...]
+    group_by: tuple[str, ...] | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -303,14 +325,17 @@ def _indicator(ind: spec.Indicator, service: spec.Service, extra: tuple[str, ...
     binding = _binding(service, ind.provider)
     params = dict(ind.params, **binding.params)
     match = join(matchers(dict(sorted(binding.match.items()))))
+    values = dict(params, match=match)
     return Indicator(
         id=ind.id, record=ind.record, unit=ind.unit, provider=ind.provider, description=ind.description,
         labels=_with(ind.labels, extra), aggregation_labels=extra, window=ind.window, liveness=ind.liveness,
-        expr=_recorded_expr(substitute(ind.expr, dict(params, match=match)), extra),
+        expr=_recorded_expr(substitute(ind.expr, values), extra),
         metrics=tuple(substitute(m, params) for m in ind.metrics),
         match=dict(binding.match),
         fixture=tuple(fx.model_copy(update={"series": substitute(fx.series, params)}) for fx in ind.fixture),
-        fixture_shift=ind.fixture_shift, value_format=UNIT_FORMATS[ind.unit],
+        fixture_shift=ind.fixture_shift, value_format=UNIT_FORMATS[ind.unit], resolution=ind.resolution,
+        traffic=(ind.traffic.record, _recorded_expr(substitute(ind.traffic.expr, values), extra)) if ind.traffic else None,
+        min_events=ind.traffic.min_events if ind.traffic else None,
     )
 
 
@@ -322,7 +347,8 @@ def _runbook(base: str, source: Source) -> str:
     return f"{base}{source.playbook}#{anchor(source.section)}"
 
 
-def _kpi(kpi: spec.KPI, service: spec.Service, indicator: Indicator | None, base_url: str) -> KPI:
+def _kpi(kpi: spec.KPI, service: spec.Service, indicator: Indicator | None, objective: Indicator | None,
+         base_url: str) -> KPI:
     source = _source(kpi.source, service)
     tiers = []
     for name, t in kpi.tiers():
@@ -342,6 +368,8 @@ def _kpi(kpi: spec.KPI, service: spec.Service, indicator: Indicator | None, base
         not_alertable_reason=kpi.not_alertable_reason, burn_rate=kpi.burn_rate, notes=kpi.notes,
         indicator=indicator, match=dict(kpi.match), matchers=matchers({"service": service.id, **kpi.match}),
         window=window, tiers=tuple(tiers), source=source, runbook_url=_runbook(base_url, source),
+        min_events=kpi.min_events or (objective or indicator).min_events if (objective or indicator) else None,
+        objective=(objective or indicator) if kpi.burn_rate else None,
     )
 
 
@@ -357,14 +385,112 @@ def _subject(ind: Indicator, service: spec.Service) -> tuple[Part, ...]:
     return (service.title,)
 
 
-def _threshold_alert(service: spec.Service, kpi: KPI, tier: Tier, where: Where) -> Alert:
+# --- planned maintenance -----------------------------------------------------------------------
+
+#: 1 while the service is in planned maintenance (one series per window, `window` label), else 0.
+MAINTENANCE_RECORD = "service:maintenance:active"
+MAINTENANCE_MODE_WINDOW = "maintenance-mode"
+#: How long after maintenance a gauge-based alert stays guarded: enough for the samples a target
+#: kept from its last probe inside the window to be replaced by a new probe.
+GAUGE_GUARD = 300.0
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """What a service's alerts need to know about its planned maintenance."""
+
+    service: str
+    muted: tuple[str, ...]  # priorities kept quiet and out of the SLIs
+    mode_kpi: str | None  # the KPI that is the maintenance switch (not guarded by it)
+
+    def guards(self, priority: str) -> bool:
+        return priority in self.muted
+
+    def guard(self, priority: str, indicator: Indicator | None, kpi_id: str | None = None) -> str:
+        """`unless` planned maintenance was on within the indicator's own window (a 5-minute
+        average still holds maintenance samples for 5 minutes after the window closes)."""
+        if not self.guards(priority):
+            return ""
+        ms = [Matcher("service", self.service)]
+        if kpi_id is not None and kpi_id == self.mode_kpi:
+            ms.append(Matcher("window", MAINTENANCE_MODE_WINDOW, "!="))
+        lookback = format_duration(max(indicator.window or 0, GAUGE_GUARD) if indicator else GAUGE_GUARD)
+        return f"\nunless on(service) (max_over_time({selector(MAINTENANCE_RECORD, ms)}[{lookback}]) > 0)"
+
+    def sli(self, indicator: Indicator, kpi: KPI, priority: str) -> str:
+        """The series a long window of this alert averages: without planned maintenance when guarded."""
+        record = unplanned_record(indicator) if self.guards(priority) else indicator.record
+        return selector(record, kpi.matchers)
+
+
+def unplanned_record(indicator: Indicator) -> str:
+    """The indicator with planned maintenance left out: what long windows average over."""
+    return f"{indicator.record}_unplanned"
+
+
+def _maintenance_recordings(service: spec.Service, kpis: list[KPI], planned: _Planned, extra: tuple[str, ...],
+                            where: Where) -> list[Recording]:
+    """The service's maintenance series (time functions; its maintenance switch), then every
+    indicator a guarded alert averages over long windows, with the maintenance samples removed
+    (avg_over_time then averages the samples outside)."""
+    out = [Recording(MAINTENANCE_RECORD, schedule.active(w.intervals), {"service": service.id, "window": w.name}, where)
+           for w in service.maintenance]
+    if service.maintenance_mode is not None:
+        kpi = next(k for k in kpis if k.id == service.maintenance_mode.kpi)
+        out.append(Recording(MAINTENANCE_RECORD, keep_labels(f"max by (service) ({kpi.series()}) > bool 0", extra),
+                             {"window": MAINTENANCE_MODE_WINDOW}, where))
+    if not out:
+        return []
+    long: list[Indicator] = []
+    for kpi in kpis:
+        if not kpi.alertable or kpi.indicator is None:
+            continue
+        candidates = ([kpi.indicator] if kpi.window else []) + ([kpi.objective] if kpi.objective else [])
+        if any(planned.guards(p) for p in _priorities(kpi, service)):
+            long += [i for i in candidates if i not in long]
+    for ind in long:
+        guard = planned.guard(planned.muted[0], ind).strip()
+        out.append(Recording(unplanned_record(ind), f"{selector(ind.record, [Matcher('service', service.id)])} {guard}",
+                             {}, where))
+    return out
+
+
+def _priorities(kpi: KPI, service: spec.Service) -> list[str]:
+    """Every priority the KPI's alerts carry."""
+    out = [t.priority for t in kpi.tiers if not (t.name == "target" and kpi.burn_rate)]
+    if kpi.burn_rate:
+        raw = next(k for k in service.kpis if k.id == kpi.id)
+        out += [kpi.priority, raw.burn_rate_ticket_priority]
+    return out
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+def traffic_floor(kpi: KPI, indicator: Indicator, window: float) -> str:
+    """`and` at least `min_events` events in the alert's window: below it a ratio says nothing
+    (an idle cache's only lookups may be misses). Empty for indicators that are not ratios."""
+    if indicator.traffic is None or kpi.min_events is None:
+        return ""
+    series = selector(indicator.traffic[0], kpi.matchers)
+    if window > (indicator.window or 0):
+        series = f"avg_over_time({series}[{format_duration(window)}])"
+    keep = [label for label in indicator.labels if label not in kpi.match]
+    return f"\nand on({', '.join(keep)}) ({series} * {number(window)} >= {kpi.min_events})"
+
+
+def _threshold_alert(service: spec.Service, kpi: KPI, tier: Tier, planned: _Planned, where: Where) -> Alert:
     ind = kpi.indicator
     assert ind is not None and kpi.comparison is not None
     window = f" averaged over {format_duration(kpi.window)}" if kpi.window else ""
     held = f" for {format_duration(tier.for_)}" if tier.for_ else ""
+    series = kpi.series()
+    if kpi.window:
+        series = f"avg_over_time({planned.sli(ind, kpi, tier.priority)}[{format_duration(kpi.window)}])"
+    expr = (f"{series} {kpi.op} {tier.literal}{traffic_floor(kpi, ind, max(kpi.window or 0, ind.window or 0))}"
+            f"{planned.guard(tier.priority, ind, kpi.id)}")
     return Alert(
         name=camel(service.id) + camel(kpi.id) + camel(tier.name),
-        expr=f"{kpi.series()} {kpi.op} {tier.literal}", for_=tier.for_,
+        expr=expr, for_=tier.for_,
         labels=_labels(service.id, kpi.id, tier.severity, tier.priority, kpi.area or ""),
         annotations={
             "summary": Template.of(f"{service.title}: {kpi.title} {kpi.comparison} {tier.limit}"),
@@ -376,20 +502,24 @@ def _threshold_alert(service: spec.Service, kpi: KPI, tier: Tier, where: Where) 
     )
 
 
-def _burn_rate_alerts(service: spec.Service, kpi: KPI, ticket_priority: str, where: Where) -> list[Alert]:
-    """The SRE workbook's multiwindow, multi-burn-rate alerts for the KPI's objective."""
+def _burn_rate_alerts(service: spec.Service, kpi: KPI, ticket_priority: str, planned: _Planned,
+                      where: Where) -> list[Alert]:
+    """The SRE workbook's multiwindow, multi-burn-rate alerts for the KPI's objective, measured
+    on its objective indicator, over the samples outside planned maintenance."""
     target = kpi.tier("target")
-    assert kpi.indicator is not None and target is not None
+    ind = kpi.objective
+    assert ind is not None and target is not None
     budget = number(1 - target.threshold)
-    series = selector(kpi.indicator.record, kpi.matchers)
     out = []
     for long, short, factor, severity in BURN_RATE_WINDOWS:
-        burn = [f"(1 - avg_over_time({series}[{w}])) / {budget} > {number(factor)}" for w in (long, short)]
+        priority = kpi.priority if severity == "critical" else ticket_priority
+        series = planned.sli(ind, kpi, priority)
+        burn = [f"(1 - avg_over_time({series}[{w}])) / {budget} > {number(factor)}"
+                f"{traffic_floor(kpi, ind, parse_duration(w))}" for w in (long, short)]
         out.append(Alert(
             name=camel(service.id) + camel(kpi.id) + camel(f"burn_rate_{long}"),
-            expr=f"{burn[0]}\nand\n{burn[1]}", for_=0.0,
-            labels=_labels(service.id, kpi.id, severity, kpi.priority if severity == "critical" else ticket_priority,
-                           kpi.area or ""),
+            expr=f"{burn[0]}\nand\n{burn[1]}{planned.guard(priority, ind, kpi.id)}", for_=0.0,
+            labels=_labels(service.id, kpi.id, severity, priority, kpi.area or ""),
             annotations={
                 "summary": Template.of(f"{service.title}: {kpi.title} is burning its error budget "
                                        f"{number(factor)}x too fast"),
@@ -404,11 +534,12 @@ def _burn_rate_alerts(service: spec.Service, kpi: KPI, ticket_priority: str, whe
     return out
 
 
-def _absent_alert(service: spec.Service, playbook_url: str, where: Where) -> Alert:
+def _absent_alert(service: spec.Service, playbook_url: str, planned: _Planned, where: Where) -> Alert:
     """Fires when no target of the service reports at all (exporter down, targets removed)."""
     return Alert(
         name=camel(service.id) + "ProbesAbsent",
-        expr=f"absent({selector('stackprobe_probe_success', [Matcher('service', service.id)])})",
+        expr=(f"absent({selector('stackprobe_probe_success', [Matcher('service', service.id)])})"
+              f"{planned.guard(service.absent.priority, None)}"),
         for_=service.absent.for_,
         labels=_labels(service.id, "probes_absent", "warning", service.absent.priority, "availability"),
         annotations={
@@ -422,45 +553,172 @@ def _absent_alert(service: spec.Service, playbook_url: str, where: Where) -> Ale
     )
 
 
+# --- liveness: every input the service's KPIs read has an alert of its own --------------------
+
+#: The recorded probe result per target (the `target_up` indicator).
+PROBE_SUCCESS_RECORD = "service_target:stackprobe_probe_success:min"
+
+
+def _most_urgent(priorities: list[str]) -> str:
+    return min(priorities, key=PRIORITIES.index)
+
+
+def prober_of(kpi: KPI) -> str | None:
+    """The stackprobe prober whose targets a KPI reads (`prober=` matcher, `stackprobe_<prober>_...`)."""
+    ind = kpi.indicator
+    if ind is None or ind.provider != "stackprobe":
+        return None
+    if "prober" in kpi.match:
+        return kpi.match["prober"]
+    return next((p for p in PROBERS if any(m.startswith(f"stackprobe_{p}_") for m in ind.metrics)), None)
+
+
+def _probe_failure_alerts(service: spec.Service, kpis: list[KPI], planned: _Planned, playbook_url: str,
+                          where: Where) -> list[Alert]:
+    """Per prober the service's KPIs read: its targets' probes keep failing. With the exporter's
+    failed-probe policy a failed target keeps its last samples for a bounded time and then loses
+    them, which silences every KPI of the target; this alert says so instead, at the priority of
+    the most urgent KPI it blinds. None where a KPI already is that prober's liveness alert
+    (target down, MySQL/Redis down), so two alerts never inhibit each other."""
+    blinded: dict[str, list[str]] = {}
+    covered = set()
+    for kpi in kpis:
+        prober = prober_of(kpi)
+        if not kpi.alertable or prober is None:
+            continue
+        if kpi.indicator is not None and kpi.indicator.liveness:
+            covered.add(prober)
+        blinded.setdefault(prober, []).extend(_priorities(kpi, service))
+    out = []
+    for prober, priorities in blinded.items():
+        if prober in covered or not priorities:
+            continue
+        priority = _most_urgent(priorities)
+        for_ = service.liveness.for_.get(prober, PROBERS[prober].target_model.default_interval + 60)
+        ms = [Matcher("service", service.id), Matcher("prober", prober)]
+        out.append(Alert(
+            name=camel(service.id) + camel(prober) + "ProbeFailing",
+            expr=f"{selector(PROBE_SUCCESS_RECORD, ms)} < 1{planned.guard(priority, None)}", for_=for_,
+            labels=_labels(service.id, f"{prober}_probe", "critical", priority, "availability"),
+            annotations={
+                "summary": Template.of(f"{service.title}: the {prober} probe of ", LabelRef("target"), " fails"),
+                "description": Template.of(f"The {prober} probe of ", LabelRef("target"), f" ({service.title}) has "
+                                           f"failed for {format_duration(for_)}: the alerts of its KPIs cannot see "
+                                           f"it (stackprobe_probe_errors_total says why)."),
+                "runbook_url": Template.of(playbook_url),
+            },
+            kind="liveness", service=service.id, where=where,
+        ))
+    return out
+
+
+def _external_absent_alerts(service: spec.Service, kpis: list[KPI], planned: _Planned, playbook_url: str,
+                            where: Where) -> list[Alert]:
+    """Per external exporter (node_exporter, the application) the service's KPIs read: none of
+    the series they need has a sample, so those KPIs are blind."""
+    needed: dict[str, tuple[list[str], list[str], Mapping[str, str]]] = {}
+    for kpi in kpis:
+        read = [kpi.indicator] + ([kpi.objective] if kpi.objective is not kpi.indicator else [])
+        for ind in read:
+            if not kpi.alertable or ind is None or ind.provider == "stackprobe":
+                continue
+            metrics, priorities, _ = needed.setdefault(ind.provider, ([], [], ind.match))
+            metrics += [m for m in ind.metrics if m not in metrics]
+            priorities += _priorities(kpi, service)
+    out = []
+    for provider, (metrics, priorities, match) in needed.items():
+        window = format_duration(service.liveness.absent_for)
+        priority = _most_urgent(priorities)
+        ms = matchers(dict(sorted(match.items())))
+        expr = " or ".join(f"absent_over_time({selector(m, ms)}[{window}])" for m in metrics)
+        out.append(Alert(
+            name=camel(service.id) + camel(provider) + "Absent",
+            expr=f"{expr}{planned.guard(priority, None)}", for_=0.0,
+            labels=_labels(service.id, f"{provider}_absent", "critical", priority, "availability"),
+            annotations={
+                "summary": Template.of(f"{service.title}: no {provider} series"),
+                "description": Template.of(f"No sample of {', '.join(metrics)} ({join(ms)}) for {window}: {provider} "
+                                           f"is down, not scraped or labelled differently, and the KPIs reading it "
+                                           f"cannot alert."),
+                "runbook_url": Template.of(playbook_url),
+            },
+            kind="external_absent", service=service.id, where=where,
+        ))
+    return out
+
+
+def _policy(p: str, policy: spec.PriorityPolicy) -> Policy:
+    return Policy(p, policy.receiver, policy.group_wait, policy.group_interval,
+                  policy.repeat_interval or policy.response_time, tuple(policy.active_time_intervals),
+                  tuple(policy.group_by) if policy.group_by is not None else None, policy.description)
+
+
+def _service_policies(r: spec.Routing, service: spec.Service) -> dict[str, Policy]:
+    """routing.yaml's policy per priority with the service's overrides; interval names resolved."""
+    out = {}
+    for p in PRIORITIES:
+        base = r.priorities[p]  # type: ignore[index]
+        override = service.routing.priorities.get(p)  # type: ignore[call-overload]
+        if override is not None:
+            base = base.model_copy(update={k: getattr(override, k) for k in override.model_fields_set
+                                           if getattr(override, k) is not None})
+        names = tuple(f"{service.id}-{n}" if n in service.routing.time_intervals else n
+                      for n in base.active_time_intervals)
+        out[p] = replace(_policy(p, base), active_time_intervals=names)
+    return out
+
+
 def _service(cat: spec.Catalogue, service: spec.Service) -> Service:
     base_url = cat.routing.runbook_base_url
     playbook_url = f"{base_url}{service.playbook}"
-    used = {k.indicator for k in service.kpis if k.indicator}
+    where = cat.where[("service", service.id)]
+    used = {k.indicator for k in service.kpis if k.indicator} | {
+        k.objective_indicator for k in service.kpis if k.objective_indicator}
     extra = tuple(cat.routing.aggregation_labels)
     bound = {i.id: _indicator(i, service, extra) for i in cat.indicators.values() if i.id in used}
+    planned = _Planned(service.id, service.muted_in_maintenance(),
+                       service.maintenance_mode.kpi if service.maintenance_mode else None)
     kpis, alerts = [], []
     for raw in service.kpis:
-        kpi = _kpi(raw, service, bound.get(raw.indicator or ""), base_url)
-        where = cat.where[("kpi", service.id, raw.id)]
+        kpi = _kpi(raw, service, bound.get(raw.indicator or ""), bound.get(raw.objective_indicator or ""), base_url)
+        kpi_where = cat.where[("kpi", service.id, raw.id)]
         own: list[Alert] = []
         if kpi.alertable:
-            own += [_threshold_alert(service, kpi, t, where) for t in kpi.tiers
+            own += [_threshold_alert(service, kpi, t, planned, kpi_where) for t in kpi.tiers
                     if not (t.name == "target" and kpi.burn_rate)]
             if kpi.burn_rate:
-                own += _burn_rate_alerts(service, kpi, raw.burn_rate_ticket_priority, where)
+                own += _burn_rate_alerts(service, kpi, raw.burn_rate_ticket_priority, planned, kpi_where)
         kpi = replace(kpi, alert_names=tuple(a.name for a in own))
         own = [replace(a, kpi=kpi) for a in own]
         kpis.append(kpi)
         alerts += own
-    alerts.append(_absent_alert(service, playbook_url, cat.where[("service", service.id)]))
-    recordings = tuple(Recording(i.record, i.expr, {"service": service.id}, cat.where[("indicator", i.id)])
-                       for i in bound.values() if i.provider != "stackprobe")
+    alerts += _probe_failure_alerts(service, kpis, planned, playbook_url, where)
+    alerts += _external_absent_alerts(service, kpis, planned, playbook_url, where)
+    alerts.append(_absent_alert(service, playbook_url, planned, where))
+    recordings = _maintenance_recordings(service, kpis, planned, extra, where)
+    seen = set()
+    for i in bound.values():
+        if i.provider == "stackprobe":
+            continue
+        for record, expr in [(i.record, i.expr)] + ([i.traffic] if i.traffic else []):
+            if record not in seen:  # two ratios of the same requests share their traffic
+                seen.add(record)
+                recordings.append(Recording(record, expr, {"service": service.id}, cat.where[("indicator", i.id)]))
     windows = tuple(MuteWindow(f"{service.id}-{w.name}", service.id, w.description, tuple(w.intervals),
                                tuple(w.mute), _source(w.source, service)) for w in service.maintenance)
     return Service(id=service.id, title=service.title, description=service.description, playbook=service.playbook,
                    playbook_url=playbook_url, kpis=tuple(kpis), indicators=tuple(bound.values()),
-                   recordings=recordings, alerts=tuple(alerts), maintenance=windows,
-                   where=cat.where[("service", service.id)])
+                   recordings=tuple(recordings), alerts=tuple(alerts), maintenance=windows, where=where,
+                   policies=_service_policies(cat.routing, service),
+                   time_intervals={f"{service.id}-{n}": tuple(tis) for n, tis in service.routing.time_intervals.items()},
+                   muted=planned.muted, absent_for=service.liveness.absent_for, maintenance_mode_kpi=planned.mode_kpi,
+                   aggregation_labels=extra)
 
 
 def _routing(r: spec.Routing, services: tuple[Service, ...], where: Where) -> Routing:
-    policies = {}
-    for p in spec.PRIORITIES:  # the spec guarantees a policy for each
-        policy = r.priorities[p]  # type: ignore[index]
-        policies[p] = Policy(p, policy.receiver, policy.group_wait, policy.group_interval,
-                             policy.repeat_interval or policy.response_time, tuple(policy.active_time_intervals))
+    policies = {p: _policy(p, r.priorities[p]) for p in PRIORITIES}  # type: ignore[index]
     liveness = tuple(a.name for s in services for a in s.alerts
-                     if a.kind == "threshold" and a.indicator is not None and a.indicator.liveness)
+                     if a.kind == "liveness" or (a.kind == "threshold" and a.indicator is not None and a.indicator.liveness))
     extra = tuple(r.aggregation_labels)
     return Routing(runbook_base_url=r.runbook_base_url, global_=dict(r.global_), group_by=_with(r.group_by, extra),
                    aggregation_labels=extra,
@@ -473,9 +731,15 @@ def resolve(cat: spec.Catalogue) -> Model:
     """The model of a validated catalogue."""
     services = tuple(_service(cat, s) for s in cat.services)
     extra = tuple(cat.routing.aggregation_labels)
-    shared = tuple(Recording(i.record, _recorded_expr(i.expr, extra), {}, cat.where[("indicator", i.id)])
-                   for i in cat.indicators.values() if i.provider == "stackprobe")
-    return Model(services=services, recordings=shared, routing=_routing(cat.routing, services, cat.where[("routing",)]))
+    shared = []
+    for i in cat.indicators.values():
+        if i.provider == "stackprobe":
+            where = cat.where[("indicator", i.id)]
+            shared.append(Recording(i.record, _recorded_expr(i.expr, extra), {}, where))
+            if i.traffic is not None:
+                shared.append(Recording(i.traffic.record, _recorded_expr(i.traffic.expr, extra), {}, where))
+    return Model(services=services, recordings=tuple(shared),
+                 routing=_routing(cat.routing, services, cat.where[("routing",)]))
 
 
 def load(directory: Any = None) -> Model:

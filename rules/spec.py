@@ -129,6 +129,16 @@ class FixtureSeries(StrictModel):
     before: str | None = None
 
 
+class Traffic(StrictModel):
+    """The events per second a ratio indicator divides by, recorded next to it."""
+
+    record: str = Field(pattern=RECORD)
+    expr: str
+    #: The fewest events in an alert's window that make the ratio meaningful, unless the KPI
+    #: sets its own `min_events`.
+    min_events: int = Field(ge=1)
+
+
 class Indicator(StrictModel):
     """A named measurement, recorded once as a Prometheus recording rule."""
 
@@ -143,6 +153,12 @@ class Indicator(StrictModel):
     params: dict[str, ParamValue] = Field({}, description="External providers: metric names etc., overridable per service.")
     window: Duration | None = Field(None, description="The range the expr already averages over; None for gauges.")
     liveness: bool = Field(False, description="A down target inhibits the other alerts of that target.")
+    resolution: Duration | None = Field(
+        None, description="How much time one sample of the SLI stands for (a probe interval); an objective "
+                          "whose budget one failed sample would burn is rejected.")
+    traffic: Traffic | None = Field(
+        None, description="Ratio indicators: the events per second the ratio is taken over "
+                          "(the KPI's `min_events` floor reads it).")
     fixture: list[FixtureSeries] = Field(min_length=1)
     fixture_shift: Duration | None = None
     phrases: list[str] = Field([], description="What playbooks call it (`gen-rules extract` maps subjects with these).")
@@ -259,9 +275,36 @@ class PriorityPolicy(StrictModel):
     group_wait: ForDuration
     group_interval: Duration
     repeat_interval: Duration | None = None
+    #: Labels one notification groups by; default: routing.yaml's `group_by`.
+    group_by: list[str] | None = None
     active_time_intervals: list[str] = []
     description: str
     source: list[SourceField] = []
+
+
+class PriorityOverride(StrictModel):
+    """A service's own delivery of one priority, from its playbook; unset fields keep routing.yaml's."""
+
+    receiver: str | None = None
+    response_time: Duration | None = None
+    group_wait: ForDuration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    group_by: list[str] | None = None
+    active_time_intervals: list[str] | None = None
+    description: str | None = None
+    source: list[SourceField] = []
+
+
+class ServiceRouting(StrictModel):
+    """How a service's alerts reach people: per-priority overrides and its own time intervals.
+
+    `time_intervals` shadow routing.yaml's of the same name for this service only (for example
+    its business hours in its own timezone); Alertmanager sees them as `<service>-<name>`.
+    """
+
+    priorities: dict[Priority, PriorityOverride] = {}
+    time_intervals: dict[str, list[TimeInterval]] = {}
 
 
 class Routing(StrictModel):
@@ -336,6 +379,12 @@ class KPI(StrictModel):
     #: Priority of the slow (1 d and 3 d) burn-rate alerts, the workbook's "ticket" pairs;
     #: the fast pairs (1 h, 6 h) page with the KPI's priority.
     burn_rate_ticket_priority: Priority = "P2"
+    #: A request-level indicator for the burn-rate objective, for when `indicator` is probe-based
+    #: and too coarse for the objective (the loader says when).
+    objective_indicator: str | None = None
+    #: Ratio KPIs: fewer events than this in the alert's window and the ratio says nothing
+    #: (quiet); default: the indicator's `traffic.min_events`.
+    min_events: int | None = Field(None, ge=1)
     notes: str = ""
 
     def tiers(self) -> list[tuple[str, Tier]]:
@@ -360,6 +409,25 @@ class MaintenanceWindow(StrictModel):
     source: SourceField
 
 
+class MaintenanceMode(StrictModel):
+    """The service's own maintenance switch (a status API): while the KPI's indicator is above 0
+    the service is in planned maintenance, as inside a window. That KPI's own alerts still fire."""
+
+    kpi: str
+    mute: list[Priority] = list(PRIORITIES)
+
+
+class Liveness(StrictModel):
+    """When the service's inputs count as gone: probes failing (per prober), external series absent."""
+
+    #: Per prober: how long its targets' probes must keep failing (default: its default interval + 1m).
+    for_: dict[str, ForDuration] = Field({}, alias="for")
+    #: How long an external exporter's series must be absent.
+    absent_for: Duration = 600.0
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class AbsentAlert(StrictModel):
     """The alert when none of the service's targets reports any more (exporter gone, target removed)."""
 
@@ -378,8 +446,17 @@ class Service(StrictModel):
     description: str
     exporters: dict[ExternalProvider, ExporterBinding] = {}
     maintenance: list[MaintenanceWindow] = []
+    maintenance_mode: MaintenanceMode | None = None
     absent: AbsentAlert = AbsentAlert()
+    liveness: Liveness = Liveness()
+    routing: ServiceRouting = ServiceRouting()
     kpis: list[KPI]
+
+    def muted_in_maintenance(self) -> tuple[str, ...]:
+        """Priorities whose alerts neither fire nor count downtime during planned maintenance
+        (every window and the maintenance mode mute the same ones; the loader checks)."""
+        mutes = [w.mute for w in self.maintenance] + ([self.maintenance_mode.mute] if self.maintenance_mode else [])
+        return tuple(p for p in PRIORITIES if mutes and p in mutes[0])
 
 
 @dataclass(frozen=True)
@@ -456,7 +533,7 @@ def load_catalogue(directory: Path | None = None) -> Catalogue:
         if service.id in first_file:
             problems.add(("id",), f"duplicate service id {service.id!r} (also in {first_file[service.id]})")
         first_file.setdefault(service.id, path)
-        _check_service(service, indicators, problems)
+        _check_service(service, indicators, routing, problems)
         problems.raise_if_any()
         where[("service", service.id)] = problems.where(("id",))
         for i, kpi in enumerate(service.kpis):
@@ -500,6 +577,14 @@ def _load_indicators(path: Path, where: dict[tuple[str, ...], Where]) -> dict[st
             else:
                 if selected != metrics:
                     problems.add(loc + ("metrics",), f"the expr reads {sorted(selected)}, not {sorted(metrics)}")
+            if ind.traffic is not None:
+                try:
+                    traffic = selected_metrics(substitute(ind.traffic.expr, dict(ind.params, match='service="example"')))
+                except (KeyError, ValueError) as e:
+                    problems.add(loc + ("traffic", "expr"), f"not valid PromQL: {e}")
+                else:
+                    if not traffic <= metrics:
+                        problems.add(loc + ("traffic", "expr"), f"reads {sorted(traffic - metrics)}, not in metrics")
         if ind.record in records:
             problems.add(loc + ("record",), f"record {ind.record!r} is also used by indicator {records[ind.record]!r}")
         records[ind.record] = iid
@@ -539,8 +624,10 @@ def _load_routing(path: Path, where: dict[tuple[str, ...], Where]) -> Routing:
     return routing
 
 
-def _check_service(service: Service, indicators: dict[str, Indicator], problems: _Problems) -> None:
+def _check_service(service: Service, indicators: dict[str, Indicator], routing: Routing, problems: _Problems) -> None:
     """Cross-checks pydantic cannot do alone."""
+    _check_service_routing(service, routing, problems)
+    _check_maintenance(service, problems)
     for provider, binding in service.exporters.items():
         known = {p for i in indicators.values() if i.provider == provider for p in i.params}
         for name in binding.params:
@@ -613,8 +700,92 @@ def _check_kpi(kpi: KPI, indicators: dict[str, Indicator], loc: Loc, problems: _
             problems.add(loc + (n1, "threshold"),
                          f"{n1} ({t1.threshold:g}) is stricter than {n2} ({t2.threshold:g}); "
                          f"with comparison {kpi.comparison!r} the {n2} threshold must not be {stricter}")
+    objective = indicators.get(kpi.objective_indicator or "")
+    is_ratio = ind.traffic is not None or (objective is not None and objective.traffic is not None)
+    if not is_ratio and kpi.min_events is not None:
+        problems.add(loc + ("min_events",), f"{ind.id} is not a ratio of counted events")
     if kpi.burn_rate:
         if kpi.target is None:
             problems.add(loc + ("burn_rate",), "burn-rate alerts need a target tier (the objective)")
         elif ind.unit != "percentunit" or kpi.comparison != "below" or not 0 < kpi.target.threshold < 1:
             problems.add(loc + ("burn_rate",), "burn-rate alerts need a ratio objective below 100% (comparison: below)")
+        else:
+            _check_resolution(kpi, ind, indicators, loc, problems)
+    elif kpi.objective_indicator is not None:
+        problems.add(loc + ("objective_indicator",), "only for burn-rate KPIs")
+
+
+#: The SRE workbook's multiwindow pairs: (long window, short window, burn-rate factor, severity).
+BURN_RATE_WINDOWS: tuple[tuple[str, str, float, str], ...] = (
+    ("1h", "5m", 14.4, "critical"),
+    ("6h", "30m", 6.0, "critical"),
+    ("1d", "2h", 3.0, "warning"),
+    ("3d", "6h", 1.0, "warning"),
+)
+
+
+def single_sample_burn(indicator: Indicator, objective: float, window: float) -> float:
+    """How fast one failed sample burns the budget over `window` (0 when the SLI counts requests)."""
+    return (indicator.resolution or 0) / window / (1 - objective)
+
+
+def _check_resolution(kpi: KPI, ind: Indicator, indicators: dict[str, Indicator], loc: Loc, problems: _Problems) -> None:
+    """An objective finer than its SLI: one failed probe must not fire a burn-rate pair. Such a
+    KPI needs a request-level `objective_indicator`."""
+    assert kpi.target is not None
+    if kpi.objective_indicator is not None:
+        other = indicators.get(kpi.objective_indicator)
+        if other is None:
+            problems.add(loc + ("objective_indicator",), f"unknown indicator {kpi.objective_indicator!r}")
+        elif other.unit != "percentunit" or other.resolution is not None:
+            problems.add(loc + ("objective_indicator",), "the objective indicator must be a request-level ratio")
+        return
+    objective = kpi.target.threshold
+    burn, long, factor = max(((single_sample_burn(ind, objective, parse_duration(long)), long, factor)
+                              for long, _, factor, _ in BURN_RATE_WINDOWS), key=lambda t: t[0] / t[2])
+    if burn >= factor:
+        problems.add(loc + ("target", "threshold"),
+                     f"objective {objective * 100:g}% is finer than {ind.id} can resolve: one failed sample "
+                     f"({ind.resolution:g}s) burns the {long} budget {burn:.3g}x (the alert fires at {factor:g}x); "
+                     f"lower the objective or set objective_indicator to a request-level indicator")
+
+
+def _check_service_routing(service: Service, routing: Routing, problems: _Problems) -> None:
+    for p, override in service.routing.priorities.items():
+        if override.receiver is not None and override.receiver not in routing.receivers:
+            problems.add(("routing", "priorities", p, "receiver"), f"unknown receiver {override.receiver!r}")
+        for j, name in enumerate(override.active_time_intervals or []):
+            if name not in routing.time_intervals and name not in service.routing.time_intervals:
+                problems.add(("routing", "priorities", p, "active_time_intervals", j), f"unknown time interval {name!r}")
+
+
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+          "october", "november", "december")
+
+
+def _check_maintenance(service: Service, problems: _Problems) -> None:
+    """Maintenance windows become PromQL (hour(), day_of_week(), ...), which knows only UTC and
+    days counted from the start of the month; one mute list per service keeps the SLIs simple."""
+    mutes: list[tuple[Loc, list[str]]] = [(("maintenance", i, "mute"), sorted(w.mute))
+                                          for i, w in enumerate(service.maintenance)]
+    if service.maintenance_mode is not None:
+        mutes.append((("maintenance_mode", "mute"), sorted(service.maintenance_mode.mute)))
+        kpi = next((k for k in service.kpis if k.id == service.maintenance_mode.kpi), None)
+        if kpi is None or not kpi.alertable:
+            problems.add(("maintenance_mode", "kpi"), f"no alertable KPI {service.maintenance_mode.kpi!r} in this service")
+    for loc, mute in mutes[1:]:
+        if mute != mutes[0][1]:
+            problems.add(loc, f"mutes {mute}, but {field_name(mutes[0][0])} mutes {mutes[0][1]}: "
+                              "a service mutes the same priorities in all its maintenance")
+    for i, window in enumerate(service.maintenance):
+        for j, ti in enumerate(window.intervals):
+            loc: Loc = ("maintenance", i, "intervals", j)
+            if ti.location != "UTC":
+                problems.add(loc + ("location",), "maintenance windows are evaluated by PromQL time functions, "
+                                                  "which only know UTC: give the window in UTC")
+            for k, days in enumerate(ti.days_of_month):
+                if not re.fullmatch(r"\d+(:\d+)?", days):
+                    problems.add(loc + ("days_of_month", k), f"{days!r}: use days 1-31 or a range like '1:7'")
+            for k, month in enumerate(ti.months):
+                if not all(part.isdigit() or part.lower() in MONTHS for part in month.split(":")):
+                    problems.add(loc + ("months", k), f"{month!r}: use month numbers or names, or a range of them")

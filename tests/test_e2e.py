@@ -17,6 +17,8 @@ outcome through Prometheus' and Alertmanager's own HTTP APIs.
 from __future__ import annotations
 
 import gzip
+import re
+import shutil
 import io
 import os
 import ssl
@@ -59,7 +61,7 @@ DEADLINE = 180
 #: Indicators read from exporters that do not run here (the indicator library names them
 #: node_exporter or application); their recording rules and panels have no data by design.
 EXTERNAL_INDICATORS = {"cpu_usage", "memory_usage", "disk_usage", "oom_kills", "app_error_ratio", "app_throughput",
-                       "app_job_success_ratio"}
+                       "app_job_success_ratio", "app_request_success_ratio"}
 #: stackprobe series that cannot have data in this run, by name, and why.
 NO_DATA_HERE = {
     "service_target:stackprobe_http_latency_avg:ratio_change1w":
@@ -71,6 +73,15 @@ NO_DATA_HERE = {
     "service_target:stackprobe_mysql_replication_lag:max_seconds": "recorded from the replication lag: primary",
     "service_target:stackprobe_mysql_replication_running:min": "recorded from replication_running: primary",
     "stackprobe_redis_master_link_up": "both Redis servers are primaries (test_redis.py covers a replica)",
+}
+
+#: (service, recorded series) with no data by the test's own doing: a query of that series for
+#: that service must be empty, and the same series of other services still has data.
+INDUCED_GAPS = {
+    ("portfolio", "service_target:stackprobe_backup_newest:age_seconds"): "portfolio-backups' directory is removed",
+    ("portfolio", "service_target:stackprobe_backup_verify:failed"): "portfolio-backups' directory is removed",
+    ("portfolio", "service_target:stackprobe_redis_keyspace_hits:ratio_rate5m"):
+        "portfolio-cache is idle: its only lookups are the prober's own, which the ratio leaves out",
 }
 
 
@@ -129,11 +140,13 @@ class Peers:
             "genart-redis": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)}},
             "genart-ipfs-gateway": {"url": f"{self.http.url}/json"},
             "vedfolnir-redis": {"url": f"{self.redis.url}/0"},
-            "portfolio-cache": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)}},
+            # An idle cache: the prober's own lookups of its keys (one missing) are its only traffic.
+            "portfolio-cache": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)},
+                                "keys": [{"key": "image-processing-queue"}, {"key": "no-such-queue"}]},
             "gallery-cache": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)}},
             "gallery-home": https("/json"),
             "portfolio-home": https(f"/delay/{SLOW_SECONDS}"),
-            "templates-home": https("/json"),
+            "templates-home": https("/status/503"),  # down for the whole run, inside its maintenance window
             "vedfolnir-maintenance-status": {"url": f"{self.http.url}/json"},
             "genart-frontend-health": {"url": f"{self.http.url}/json"},
             "genart-api-health": {"url": f"{self.http.url}/json"},
@@ -338,6 +351,27 @@ class Incidents:
     redis_resolved_at: float | None = None  # gone from Prometheus' alerts
     redis_resolved_notified_at: float | None = None  # resolved notification at the sink
     seen: set[tuple[str, str, str]] = field(default_factory=set)  # (alertname, target, state), whole run
+    failed_once: float | None = None  # when genart-backups' single failed probe was seen and undone
+
+
+def _probe_success(stack: Stack, target: str) -> float | None:
+    """The exporter's current stackprobe_probe_success of a target, as exposed."""
+    text = httpx.get(stack.exporter.url + "/metrics", timeout=30).text
+    m = re.search(r'^stackprobe_probe_success\{[^}]*target="' + re.escape(target) + r'"[^}]*\} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def _fail_one_backup_probe(stack: Stack, target: str) -> float:
+    """Take a backup directory away until the exporter reports one failed probe, then put it back
+    at once (probes run every 2 s): exactly one probe fails."""
+    path = stack.peers.backups[target]
+    wait_until(lambda: _probe_success(stack, target) == 1, timeout=30, interval=0.1, what=f"{target} probed ok")
+    path.rename(path.with_name(path.name + ".away"))
+    try:
+        wait_until(lambda: _probe_success(stack, target) == 0, timeout=30, interval=0.05, what=f"{target} failing")
+    finally:
+        path.with_name(path.name + ".away").rename(path)
+    return time.time()
 
 
 def _wait_for(prometheus: Prometheus, expr: str, what: str) -> None:
@@ -352,8 +386,11 @@ def incidents(stack: Stack, request: pytest.FixtureRequest) -> Incidents:
     _wait_for(prom, f'service_target:stackprobe_backup_newest:age_seconds{{target="vedfolnir-backups"}} < {DAY}',
               "fresh vedfolnir backups seen")
 
+    failed_once = _fail_one_backup_probe(stack, "genart-backups")
+
     induced = time.time()
     peers.redis.stop()
+    shutil.rmtree(peers.backups["portfolio-backups"])
     stale = induced - 3 * DAY  # past the 48 h critical threshold
     for file in peers.backups["vedfolnir-backups"].glob("vedfolnir_*.sql"):
         os.utime(file, (stale, stale))
@@ -370,8 +407,10 @@ def incidents(stack: Stack, request: pytest.FixtureRequest) -> Incidents:
                  "portfolio-tls", "warning", "P2", "/business-hours", started),
         Incident("backups made 3 days old with os.utime", "VedfolnirBackupAgeCritical", "vedfolnir-backups",
                  "critical", "P1", "/team-leads", induced, inhibits="VedfolnirBackupAgeWarning"),
+        Incident("backup directory removed (portfolio-backups)", "PortfolioBackupProbeFailing", "portfolio-backups",
+                 "critical", "P1", "/team-leads", induced),
     ]
-    result = Incidents({i.alertname: i for i in all_incidents})
+    result = Incidents({i.alertname: i for i in all_incidents}, failed_once=failed_once)
     deadline = time.monotonic() + DEADLINE
 
     def done() -> bool:
@@ -473,6 +512,46 @@ def test_critical_alert_fires_and_inhibits_its_warning(incidents, stack, critica
     assert stack.sink.first(incident.inhibits) is None, f"{incident.inhibits} was notified despite the inhibition"
 
 
+def test_backup_directory_removed_reaches_the_team_leads(incidents, stack):
+    """The backup prober fails (the directory is gone): its liveness alert, not silence, at the
+    priority of the most urgent backup KPI it blinds (P1), to that priority's receiver."""
+    _check_incident(incidents, stack, "PortfolioBackupProbeFailing")
+    [errors] = stack.prometheus.query('sum(stackprobe_probe_errors_total{target="portfolio-backups"})')
+    assert float(errors["value"][1]) > 0
+
+
+def test_a_single_failed_probe_notifies_nobody(incidents, stack):
+    assert incidents.failed_once is not None
+    failed = stack.prometheus.query('min_over_time(stackprobe_probe_success{target="genart-backups"}[10m]) == 0')
+    assert failed, "Prometheus never saw the failed probe"
+    assert _probe_success(stack, "genart-backups") == 1
+    assert not {s for s in incidents.seen if s[0] == "GenerativeArtGalleryBackupProbeFailing" and s[2] == "firing"}
+    assert stack.sink.first("GenerativeArtGalleryBackupProbeFailing") is None
+
+
+def test_an_idle_cache_pages_nobody(incidents, stack):
+    """portfolio-cache's only lookups are the prober's own (one of its keys is missing: a miss per
+    probe), which used to read as a 67 % hit ratio; they are left out, and a ratio of nothing is
+    no ratio (min_events)."""
+    own = stack.prometheus.query('rate(stackprobe_redis_probe_lookups_total{target="portfolio-cache",result="miss"}[1m]) > 0')
+    assert own, "the prober's own misses were not seen"
+    assert not stack.prometheus.query('service_target:stackprobe_redis_keyspace_hits:ratio_rate5m{target="portfolio-cache"} < 0.8')
+    fired = {s for s in incidents.seen if s[0].startswith("PortfolioCacheHitRatio")}
+    assert not fired
+    assert stack.sink.first("PortfolioCacheHitRatioWarning") is None and stack.sink.first("PortfolioCacheHitRatioCritical") is None
+
+
+def test_an_outage_inside_a_maintenance_window_raises_nothing(incidents, stack):
+    """templates-home answers 503 all along, inside client-templates' maintenance window: the
+    rules know the window (service:maintenance:active), so the P0 never even goes pending, and
+    nothing is notified. (That nothing fires *after* a window closes is proven by the generated
+    `[maintenance]` promtool cases: this window never closes.)"""
+    assert _probe_success(stack, "templates-home") == 0
+    assert stack.prometheus.query('service:maintenance:active{service="client-templates"} == 1')
+    assert not {s for s in incidents.seen if s[0].startswith("ClientTemplates")}
+    assert not [n for n in stack.sink.received() for a in n.alerts() if a["labels"].get("service") == "client-templates"]
+
+
 def test_healthy_targets_raise_nothing(incidents, stack):
     """Over the whole run, Prometheus fired alerts only for the broken targets, and the sink got only those.
 
@@ -485,7 +564,7 @@ def test_healthy_targets_raise_nothing(incidents, stack):
     notified = {a["labels"]["alertname"] for n in stack.sink.received() for a in n.alerts()}
     assert notified == set(incidents.by_alert)
     # And the healthy targets really were probed, and passed.
-    failing = {"genart-worker-health"}
+    failing = {"genart-worker-health", "templates-home", "portfolio-backups"}
     success = {r["metric"]["target"]: r["value"][1]
                for r in stack.prometheus.query('stackprobe_probe_success{job="stackprobe"}')}
     assert set(success) == target_names(stack.exporter_config)
@@ -531,6 +610,11 @@ def _check_all_have_data(prometheus: Prometheus, queries: list[tuple[str, str]])
     empty, unexpected, used = [], [], set()
     for where, expr in queries:
         result = prometheus.query(expr)
+        gaps = [why for (service, name), why in INDUCED_GAPS.items()
+                if name in _metric_names(expr) and f'service="{service}"' in expr]
+        if gaps:
+            assert not result, f"{where}: {expr} has data, but {gaps[0]}"
+            continue
         excuses = _excuses(expr, by_name)
         used |= excuses
         if not excuses and not result:
@@ -548,15 +632,16 @@ def test_every_generated_recording_rule_has_data(incidents, stack):
     by their expression (it must run; nothing here provides node_exporter or application data)."""
     loaded = (stack.generated / "rules/generated/indicators.rules.yml").read_text()
     assert loaded == (REPO_ROOT / "rules/generated/indicators.rules.yml").read_text()
-    queries = []
+    queries, records = [], set()
     for path in sorted((REPO_ROOT / "rules/generated").glob("*.rules.yml")):
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 if "record" in rule:
                     live = path.name == "indicators.rules.yml"
                     queries.append((f"{path.name} {rule['record']}", rule["record"] if live else rule["expr"]))
+                    records.add(rule["record"])
     live_records = {r["name"] for g in stack.prometheus.rule_groups() for r in g["rules"] if r["type"] == "recording"}
-    assert {expr for _, expr in queries} >= live_records
+    assert records >= live_records
     _check_all_have_data(stack.prometheus, queries)
 
 

@@ -90,34 +90,70 @@ def test_amtool_check_config(amtool, built):
 
 
 @pytest.mark.parametrize("priority", PRIORITIES)
-def test_amtool_routes_each_priority_to_its_receiver(amtool, built, catalogue, priority):
-    receiver = catalogue.routing.priorities[priority].receiver
-    for service in ("universal-gallery", "portfolio"):  # with and without maintenance sub-routes
+def test_amtool_routes_each_service_and_priority_to_its_receiver(amtool, built, resolved, priority):
+    """`amtool config routes test`: every service's alerts of a priority reach the receiver its
+    playbook names (the model's policy), and alerts of no known service routing.yaml's default."""
+    cases = [(s.id, s.policies[priority].receiver) for s in resolved.services]
+    cases.append(("some-other-service", resolved.routing.policies[priority].receiver))
+    for service, receiver in cases:
         result = run(amtool, "config", "routes", "test", f"--config.file={built / 'alertmanager.yml'}",
                      f"--verify.receivers={receiver}", f"priority={priority}", f"service={service}",
                      "severity=critical", "alertname=X")
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.strip() == receiver
+        assert result.returncode == 0, (service, result.stdout + result.stderr)
+        assert result.stdout.strip() == receiver, service
+
+
+def test_playbook_routing_per_service(resolved):
+    """The playbooks' own promises, not one copied to all: client-templates' P1 escalates to the
+    Engineering Manager and the Director, its P2 answers within 30 minutes at any hour (004),
+    portfolio's P1/P2 reach the Engineering Manager (001), universal-gallery's P2 waits for
+    business hours and its P3 is one weekly summary (000)."""
+    def receivers(service: str, priority: str) -> list[str]:
+        policy = resolved.service(service).policies[priority]
+        body = resolved.routing.receivers[policy.receiver]
+        return [c["to"] for c in body.get("email_configs", [])]
+    ct, ug = resolved.service("client-templates").policies, resolved.service("universal-gallery").policies
+    assert "director-engineering@example.com" in receivers("client-templates", "P1")[0]
+    assert "engineering-manager@example.com" in receivers("client-templates", "P1")[0]
+    assert (ct["P2"].repeat_interval, ct["P2"].active_time_intervals) == (1800, ())
+    assert ct["P0"].repeat_interval == 900 and ct["P1"].repeat_interval == 3600
+    assert "engineering-manager@example.com" in receivers("portfolio", "P1")[0]
+    assert "engineering-manager@example.com" in receivers("portfolio", "P2")[0]
+    assert ug["P2"].active_time_intervals == ("business-hours",)
+    assert (ug["P3"].active_time_intervals, ug["P3"].group_by, ug["P3"].repeat_interval) == (
+        ("weekly-summary",), ("service", "priority"), 7 * 86400)
+    assert resolved.service("vedfolnir").policies["P3"].active_time_intervals == ()
 
 
 def test_routing_timing_and_time_intervals(resolved):
-    """What amtool cannot evaluate (it ignores time): P2 only in business hours, maintenance mutes."""
+    """What amtool cannot evaluate (it ignores time): business hours, the weekly summary hour,
+    maintenance mutes, and inhibition that keeps targets apart."""
     doc = alertmanager.config(resolved)
-    routes = {r["matchers"][0]: r for r in doc["route"]["routes"]}
-    assert routes['priority="P0"']["group_wait"] == "0s"
-    assert [routes[f'priority="{p}"']["repeat_interval"] for p in PRIORITIES] == ["15m", "1h", "4h", "1w"]
-    p2 = routes['priority="P2"']
+    trees = {r["matchers"][0]: r for r in doc["route"]["routes"] if "routes" in r}
+    assert set(trees) == {f'service="{s.id}"' for s in resolved.services}
+
+    def route(service: str, priority: str) -> dict:
+        return next(r for r in trees[f'service="{service}"']["routes"] if r["matchers"] == [f'priority="{priority}"'])
+    assert route("universal-gallery", "P0")["group_wait"] == "0s"
+    assert [route("universal-gallery", p)["repeat_interval"] for p in PRIORITIES] == ["15m", "1h", "4h", "1w"]
+    p2 = route("universal-gallery", "P2")
     assert p2["active_time_intervals"] == ["business-hours"]
-    gallery = next(r for r in p2["routes"] if r["matchers"] == ['service="universal-gallery"'])
-    assert gallery["mute_time_intervals"] == ["universal-gallery-weekly", "universal-gallery-monthly"]
-    assert gallery["active_time_intervals"] == ["business-hours"]
+    assert p2["mute_time_intervals"] == ["universal-gallery-weekly", "universal-gallery-monthly"]
+    assert "active_time_intervals" not in route("client-templates", "P2")
+    assert route("vedfolnir", "P1")["mute_time_intervals"] == ["vedfolnir-weekly-optimisation"]
+    assert "mute_time_intervals" not in route("vedfolnir", "P0")
     intervals = {i["name"]: i["time_intervals"] for i in doc["time_intervals"]}
     assert intervals["universal-gallery-monthly"] == [{"weekdays": ["sunday"], "days_of_month": ["1:7"],
                                                        "times": [{"start_time": "01:00", "end_time": "06:00"}],
                                                        "location": "UTC"}]
     assert intervals["business-hours"][0]["weekdays"] == ["monday:friday"]
-    liveness = doc["inhibit_rules"][-1]
+    assert intervals["weekly-summary"] == [{"weekdays": ["monday"], "times": [{"start_time": "09:00", "end_time": "10:00"}],
+                                            "location": "UTC"}]
+    assert "client-templates-business-hours" in intervals
+    *tiers, liveness = doc["inhibit_rules"]
+    assert all(rule["equal"] == ["service", "kpi", "target"] for rule in tiers)
     assert "VedfolnirMysqlDownCritical" in liveness["source_matchers"][0]
+    assert "ClientTemplatesBackupProbeFailing" in liveness["source_matchers"][0]
     assert liveness["equal"] == ["service", "target"]
 
 
@@ -155,12 +191,17 @@ def test_indicator_metrics_are_exported_or_attributed(catalogue, resolved):
                 assert not name.startswith(PREFIX), f"{iid} ({provider}) reads stackprobe's {name}"
 
 
-def test_alert_rules_read_only_recorded_indicators(catalogue, resolved):
-    records = {i.record for i in catalogue.indicators.values()}
+def test_alert_rules_read_only_recorded_series(catalogue, resolved):
+    """Alerts read recording rules (indicators, their traffic, maintenance, the SLIs without it);
+    only the absence alerts read raw series, the ones whose absence they report."""
     for service in resolved.services:
+        records = {r.record for r in resolved.recordings} | {r.record for r in service.recordings}
         for alert in service.alerts:
             names = _selectors(alert.expr)
-            assert names <= records | {"stackprobe_probe_success"}, alert.name
+            if alert.kind == "external_absent":
+                assert names <= {m for i in service.indicators for m in i.metrics} | records, alert.name
+            else:
+                assert names <= records | {"stackprobe_probe_success"}, alert.name
 
 
 def test_alerts_carry_routing_labels_and_runbooks(resolved):
@@ -334,7 +375,8 @@ def test_aggregation_labels_reach_every_alert_in_the_rule_unit_tests(built_with_
     """promtool evaluates the rules on series carrying cluster/env and expects them on each alert."""
     files = sorted((built_with_aggregation_labels / "tests").glob("*.test.yml"))
     expected = [a["exp_labels"] for f in files for t in yaml.safe_load(f.read_text())["tests"]
-                for c in t["alert_rule_test"] for a in c["exp_alerts"] if a["exp_labels"]["kpi"] != "probes_absent"]
+                for c in t["alert_rule_test"] for a in c["exp_alerts"]
+                if not a["exp_labels"]["kpi"].endswith("absent")]  # absent(): no series, no labels to keep
     assert len(expected) > 80
     assert all(e["cluster"] == "cluster-1" and e["env"] == "env-1" for e in expected)
     with ThreadPoolExecutor(len(files)) as pool:

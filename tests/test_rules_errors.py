@@ -56,6 +56,24 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     (GOOD_KPI + GOOD_KPI, 11, "kpis[1].id", "duplicate KPI id 'cache_hit_ratio' (first at kpis[0])"),
     (GOOD_KPI.replace("85%", "85"), 6, "kpis[0].warning.threshold", "85 is not a ratio"),
     (GOOD_KPI.replace("    indicator: redis_cache_hit_ratio\n", ""), 1, "kpis[0].indicator", "needs an indicator"),
+    # A floor of events on what is not a ratio of counted events.
+    (GOOD_KPI.replace("indicator: redis_cache_hit_ratio", "indicator: redis_memory_usage")
+     .replace("comparison: below", "comparison: above").replace("85%", "70%").replace("threshold: 70%, for: 15m", "threshold: 90%, for: 15m")
+     + "    min_events: 10\n", 11, "kpis[0].min_events", "redis_memory_usage is not a ratio of counted events"),
+    # An objective one failed 30 s probe would burn (issue 11.3).
+    ("""\
+  - id: availability
+    title: Uptime
+    description: Share of successful HTTP probes.
+    indicator: availability
+    comparison: below
+    target: {threshold: 99.99%}
+    burn_rate: true
+    priority: P0
+    area: availability
+    source: Key Metrics
+""", 6, "kpis[0].target.threshold",
+     "objective 99.99% is finer than availability can resolve: one failed sample (30s) burns the 1h budget 83.3x (the alert fires at 14.4x)"),
 ])
 def test_bad_catalogue_names_file_line_field_and_writes_nothing(dirs, kpis, line, field, message):
     catalogue, out = dirs
@@ -98,7 +116,7 @@ def test_check_reports_drift_with_a_diff_and_build_repairs_it(dirs):
     result = CliRunner().invoke(cli.main, ["check", "--catalogue", str(catalogue), "--out", str(out)])
     assert result.exit_code == 1
     assert "--- a/rules/generated/shop.rules.yml" in result.output and "+  - alert: ShopCacheHitRatioWarning" not in result.output
-    assert "-    expr: service_target:stackprobe_redis_keyspace_hits:ratio_rate5m{service=\"shop\"} < 0.8" in result.output
+    assert "-      service_target:stackprobe_redis_keyspace_hits:ratio_rate5m{service=\"shop\"} < 0.8\n" in result.output
     assert "+++ /dev/null" in result.output  # the stale file would be removed
     assert build(catalogue, out).exit_code == 0
     assert not stale.exists()
@@ -149,7 +167,9 @@ def test_a_match_value_stays_a_label_value(dirs, promtool):
     (catalogue / "shop.yaml").write_text(service_yaml(GOOD_KPI.replace("    comparison: below\n",
                                                                        f"    match: {{target: '{INJECTION}'}}\n    comparison: below\n")))
     assert build(catalogue, out).exit_code == 0
-    expr = promql_parser.parse(_alert(out, "ShopCacheHitRatioWarning")["expr"])
+    floored = promql_parser.parse(_alert(out, "ShopCacheHitRatioWarning")["expr"])  # `ratio < 0.85 and on(...) traffic`
+    assert isinstance(floored, promql_parser.BinaryExpr)
+    expr = floored.lhs
     assert isinstance(expr, promql_parser.BinaryExpr) and isinstance(expr.lhs, promql_parser.VectorSelector)
     assert {(m.name, m.value) for m in expr.lhs.matchers.matchers} == {("service", "shop"), ("target", INJECTION)}
     assert isinstance(expr.rhs, promql_parser.NumberLiteral)
@@ -331,3 +351,48 @@ def test_a_failed_write_replaces_nothing(dirs):
     after = cli.on_disk(out, {"rules/generated"})
     assert {k: v for k, v in after.items() if "tests" not in k} == {k: v for k, v in before.items() if "tests/" not in k}
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
+
+
+MAINTENANCE = """\
+maintenance:
+  - name: weekly
+    description: Sundays.
+    source: Key Metrics
+    intervals:
+      - weekdays: [sunday]
+        times: [{start_time: '02:00', end_time: '04:00'}]
+        location: LOCATION
+    mute: [P1, P2, P3]
+  - name: monthly
+    description: First Sunday.
+    source: Key Metrics
+    intervals:
+      - weekdays: [sunday]
+        days_of_month: ['1:7']
+    mute: MUTE
+"""
+
+
+@pytest.mark.parametrize("location, mute, line, field, message", [
+    ("Europe/Berlin", "[P1, P2, P3]", 23, "maintenance[0].intervals[0].location",
+     "PromQL time functions, which only know UTC"),
+    ("UTC", "[P0, P1, P2, P3]", 31, "maintenance[1].mute", "a service mutes the same priorities in all its maintenance"),
+])
+def test_maintenance_windows_the_rules_cannot_evaluate_are_refused(dirs, location, mute, line, field, message):
+    """The rules compute maintenance with PromQL time functions (UTC) and one mute list per service."""
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(
+        service_yaml(GOOD_KPI) + MAINTENANCE.replace("LOCATION", location).replace("MUTE", mute))
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    assert f"shop.yaml:{line}: {field}: " in result.output and message in result.output, result.output
+    assert not out.exists()
+
+
+def test_a_service_routing_override_names_a_known_receiver(dirs):
+    catalogue, out = dirs
+    (catalogue / "shop.yaml").write_text(
+        service_yaml(GOOD_KPI) + "routing:\n  priorities:\n    P1: {receiver: nobody}\n")
+    result = build(catalogue, out)
+    assert result.exit_code == 2, result.output
+    assert "shop.yaml:18: routing.priorities.P1.receiver: unknown receiver 'nobody'" in result.output, result.output

@@ -23,9 +23,9 @@ def service_file(service_id: str) -> str:
     return f"{OUT_DIR}/{service_id}.rules.yml"
 
 
-def test_file(service_id: str, step: int = TEST_STEP) -> str:
-    """The service's promtool test file for one evaluation interval."""
-    suffix = "" if step == TEST_STEP else f".every{format_duration(step)}"
+def test_file(service_id: str, step: int = TEST_STEP, part: str = "") -> str:
+    """The service's promtool test file for one evaluation interval (and part, e.g. `maintenance`)."""
+    suffix = ("" if step == TEST_STEP else f".every{format_duration(step)}") + (f".{part}" if part else "")
     return f"{OUT_DIR}/tests/{service_id}{suffix}.test.yml"
 
 
