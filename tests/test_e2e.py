@@ -144,9 +144,9 @@ class Peers:
             "portfolio-cache": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)},
                                 "keys": [{"key": "image-processing-queue"}, {"key": "no-such-queue"}]},
             "gallery-cache": {"url": f"{self.redis_tls.url}/0", "tls": {"ca_file": str(self.redis_tls.ca_file)}},
-            "gallery-home": https("/json"),
+            "gallery-home": https("/status/503"),  # down for the whole run, inside its maintenance window
             "portfolio-home": https(f"/delay/{SLOW_SECONDS}"),
-            "templates-home": https("/status/503"),  # down for the whole run, inside its maintenance window
+            "templates-home": https("/json"),
             "vedfolnir-maintenance-status": {"url": f"{self.http.url}/json"},
             "genart-frontend-health": {"url": f"{self.http.url}/json"},
             "genart-api-health": {"url": f"{self.http.url}/json"},
@@ -542,14 +542,14 @@ def test_an_idle_cache_pages_nobody(incidents, stack):
 
 
 def test_an_outage_inside_a_maintenance_window_raises_nothing(incidents, stack):
-    """templates-home answers 503 all along, inside client-templates' maintenance window: the
+    """gallery-home answers 503 all along, inside universal-gallery's maintenance window: the
     rules know the window (service:maintenance:active), so the P0 never even goes pending, and
     nothing is notified. (That nothing fires *after* a window closes is proven by the generated
     `[maintenance]` promtool cases: this window never closes.)"""
-    assert _probe_success(stack, "templates-home") == 0
-    assert stack.prometheus.query('service:maintenance:active{service="client-templates"} == 1')
-    assert not {s for s in incidents.seen if s[0].startswith("ClientTemplates")}
-    assert not [n for n in stack.sink.received() for a in n.alerts() if a["labels"].get("service") == "client-templates"]
+    assert _probe_success(stack, "gallery-home") == 0
+    assert stack.prometheus.query('service:maintenance:active{service="universal-gallery"} == 1')
+    assert not {s for s in incidents.seen if s[0].startswith("UniversalGallery")}
+    assert not [n for n in stack.sink.received() for a in n.alerts() if a["labels"].get("service") == "universal-gallery"]
 
 
 def test_healthy_targets_raise_nothing(incidents, stack):
@@ -564,7 +564,7 @@ def test_healthy_targets_raise_nothing(incidents, stack):
     notified = {a["labels"]["alertname"] for n in stack.sink.received() for a in n.alerts()}
     assert notified == set(incidents.by_alert)
     # And the healthy targets really were probed, and passed.
-    failing = {"genart-worker-health", "templates-home", "portfolio-backups"}
+    failing = {"genart-worker-health", "gallery-home", "portfolio-backups"}
     success = {r["metric"]["target"]: r["value"][1]
                for r in stack.prometheus.query('stackprobe_probe_success{job="stackprobe"}')}
     assert set(success) == target_names(stack.exporter_config)
