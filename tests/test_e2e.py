@@ -82,6 +82,8 @@ INDUCED_GAPS = {
     ("portfolio", "service_target:stackprobe_backup_verify:failed"): "portfolio-backups' directory is removed",
     ("portfolio", "service_target:stackprobe_redis_keyspace_hits:ratio_rate5m"):
         "portfolio-cache is idle: its only lookups are the prober's own, which the ratio leaves out",
+    ("universal-gallery", "service:maintenance:active"):
+        "universal-gallery is in maintenance all run: its SLIs without the maintenance samples are empty",
 }
 
 
