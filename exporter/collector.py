@@ -128,7 +128,9 @@ def render_result(result: TargetResult) -> dict[str, bytes]:
         out.append(_line(name + "_bucket", f'{base},le="+Inf"', hist.counts[-1]))
         out.append(_line(name + "_count", base, hist.counts[-1]))
         out.append(_line(name + "_sum", base, hist.total))
-    return {name: "".join(ls).encode() for name, ls in lines.items()}
+    # Each family's lines freed once joined: at 10,000 tables they are ~13 MB of small strings,
+    # which would otherwise stand beside the joined text and its encoding.
+    return {name: "".join(lines.pop(name)).encode() for name in list(lines)}
 
 
 def render_exporter_families(state: Mapping) -> dict[str, bytes]:

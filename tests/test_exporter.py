@@ -492,3 +492,12 @@ def test_a_prober_cannot_declare_a_family_outside_its_name_or_twice():
     Declares.families = (own, own)
     with pytest.raises(ValueError, match="declared twice"):
         metrics.collect([Declares()])
+
+
+def test_freed_memory_is_given_back_through_glibc():
+    """The lookup of malloc_trim must work on glibc (this machine, the Debian image): failing
+    it would silently leave a large result's freed heap pages mapped (see release_free_memory)."""
+    from stackprobe.exporter import snapshot
+
+    assert snapshot._malloc_trim is not None
+    snapshot.release_free_memory()
