@@ -83,11 +83,16 @@ def _values(fx: FixtureSeries, v: float, samples: int, shift: int, step: int) ->
 
 def _histogram(name: str, labels: dict[str, str], q: float, v: float, samples: int, step: int) -> list[dict[str, str]]:
     """Buckets at v/2 and 2v (and +Inf) filled so that histogram_quantile(q) interpolates to v exactly."""
-    inside = 1.0  # observations per second in (v/2, 2v]
-    below = inside * (q - 1 / 3) / (1 - q)  # observations per second in (0, v/2]
-    cumulative = {number(v / 2): below, number(2 * v): below + inside, "+Inf": below + inside}
     return [{"series": _series(name + "_bucket", {**labels, "le": le}),
-             "values": f"0+{number(rate * step)}x{samples - 1}"} for le, rate in cumulative.items()]
+             "values": f"0+{number(rate * step)}x{samples - 1}"} for le, rate in _bucket_rates(q, v).items()]
+
+
+def _bucket_rates(q: float, v: float) -> dict[str, float]:
+    """Cumulative observations per second by `le`: one per second in (v/2, 2v], and in (0, v/2]
+    what makes histogram_quantile(q) interpolate to v."""
+    inside = 1.0
+    below = inside * (q - 1 / 3) / (1 - q)
+    return {number(v / 2): below, number(2 * v): below + inside, "+Inf": below + inside}
 
 
 def step_of(indicator: Indicator | None) -> int:
@@ -96,21 +101,31 @@ def step_of(indicator: Indicator | None) -> int:
 
 def inputs(kpi: KPI, indicator: Indicator, v: float, samples: int) -> tuple[list[dict[str, str]], dict[str, str]]:
     """Input series making the indicator equal v for this KPI, and the recorded series' labels."""
-    base = {"service": kpi.service, "target": f"{kpi.service}-1"} if indicator.provider == "stackprobe" \
-        else dict(indicator.match)
-    base.update({label: f"{label}-1" for label in indicator.aggregation_labels})
     step = step_of(indicator)
     shift = int((indicator.fixture_shift or 0) // step)
+    fixture, recorded = _fixture_series(kpi, indicator)
     out: list[dict[str, str]] = []
-    recorded: dict[str, str] = {}
-    for fx in indicator.fixture:
-        name, own = _parse_series(fx.series)
-        labels = {**base, **own, **kpi.match}
-        recorded.update({k: val for k, val in labels.items() if k in indicator.labels})
+    for fx, name, labels in fixture:
         if fx.quantile is not None:
             out += _histogram(name, labels, fx.quantile, v, samples, step)
         else:
             out.append({"series": _series(name, labels), "values": _values(fx, v, samples, shift, step)})
+    return out, recorded
+
+
+def _fixture_series(kpi: KPI, indicator: Indicator, target: str | None = None
+                    ) -> tuple[list[tuple[FixtureSeries, str, dict[str, str]]], dict[str, str]]:
+    """Each fixture series of the indicator with its name and labels for this KPI (on `target`),
+    and the labels of the series the indicator records from them."""
+    base = {"service": kpi.service, "target": target or f"{kpi.service}-1"} if indicator.provider == "stackprobe" \
+        else dict(indicator.match)
+    base.update({label: f"{label}-1" for label in indicator.aggregation_labels})
+    out, recorded = [], {}
+    for fx in indicator.fixture:
+        name, own = _parse_series(fx.series)
+        labels = {**base, **own, **kpi.match}
+        recorded.update({k: val for k, val in labels.items() if k in indicator.labels})
+        out.append((fx, name, labels))
     recorded["service"] = kpi.service
     return out, recorded
 
@@ -178,25 +193,17 @@ def mixable(indicator: Indicator) -> bool:
 def timeline_inputs(kpi: KPI, indicator: Indicator, phases: list[Phase], step: int = STEP,
                     target: str | None = None) -> tuple[list[dict[str, str]], dict[str, str]]:
     """Like `inputs`, with values changing phase by phase (histograms: one value; gaps, resets)."""
-    base = {"service": kpi.service, "target": target or f"{kpi.service}-1"} if indicator.provider == "stackprobe" \
-        else dict(indicator.match)
-    base.update({label: f"{label}-1" for label in indicator.aggregation_labels})
+    fixture, recorded = _fixture_series(kpi, indicator, target)
     out: list[dict[str, str]] = []
-    recorded: dict[str, str] = {}
-    for fx in indicator.fixture:
-        name, own = _parse_series(fx.series)
-        labels = {**base, **own, **kpi.match}
-        recorded.update({k: val for k, val in labels.items() if k in indicator.labels})
+    for fx, name, labels in fixture:
         if fx.quantile is not None:
             [v] = {ph.v for ph in phases if ph.v is not None}
-            below = (fx.quantile - 1 / 3) / (1 - fx.quantile)  # as in _histogram
-            for le, rate in {number(v / 2): below, number(2 * v): below + 1, "+Inf": below + 1}.items():
+            for le, rate in _bucket_rates(fx.quantile, v).items():
                 bucket = FixtureSeries(series=name, counter=number(rate))
                 out.append({"series": _series(name + "_bucket", {**labels, "le": le}),
                             "values": _timeline(bucket, phases, step)})
         else:
             out.append({"series": _series(name, labels), "values": _timeline(fx, phases, step)})
-    recorded["service"] = kpi.service
     return out, recorded
 
 
