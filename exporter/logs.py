@@ -6,9 +6,10 @@ One convention for every log call in the code base: the message template names i
 
 and the formatter turns each ` key=%s` of the template into a field of its own, rendered as
 logfmt (`ts=... level=warn logger=... msg="probe failed" target=web reason=timeout`, values
-quoted where logfmt needs it) or as one JSON object per line. A message that does not follow the
-convention is kept whole in `msg`. Levels are debug, info, warn and error; a traceback becomes one
-quoted field, so every record is exactly one line.
+quoted where logfmt needs it) or as one JSON object per line (numbers and bools as JSON values,
+as `"targets": 8`). A message that does not follow the convention is kept whole in `msg`. Levels
+are debug, info, warn and error; a traceback becomes one quoted field, so every record is exactly
+one line.
 """
 
 from __future__ import annotations
