@@ -172,6 +172,8 @@ class Scheduler:
                 return  # replaced or removed by a reload while probing: publish nothing
             self.snapshot.publish(result)
             self._log_transition(previous, result)
+            # Not held through the sleep: a replaced result of thousands of tables is ~20 MB.
+            del previous, result, outcome
             # Keep the cadence; if a probe overran whole intervals, skip the missed runs.
             now = loop.time()
             if first:  # move onto the phase grid, at least half an interval later

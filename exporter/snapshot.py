@@ -97,7 +97,7 @@ class TargetResult:
         leave old values standing in for a target that no longer answers. The prober's `_up`
         family is never kept: it says what this probe found, 0 if it found nothing.
         """
-        own = dict(ctx.samples)
+        own = ctx.samples  # not copied (~5 MB at 10,000 tables): the scheduler closed ctx to writes
         failures = 0 if success else self.failures_in_a_row + 1
         if success:
             samples, kept = own, MappingProxyType(own)
