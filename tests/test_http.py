@@ -429,20 +429,21 @@ def test_configured_headers_and_credentials_stay_with_the_configured_origin(http
     other = HttpPeer()
     try:
         monkeypatch.setenv("HTTP_TEST_PASSWORD", PASSWORD)
+        monkeypatch.setenv("HTTP_TEST_TOKEN", "token-for-the-configured-host-only")
         secret_headers = {"X-Api-Key": "key-for-the-configured-host-only", "Cookie": "session=abc"}
-        result = probe_target(url=http_server.url + "/redirect/1", headers=secret_headers,
-                              username=USERNAME, password_env="HTTP_TEST_PASSWORD")
+        own = dict(headers=secret_headers, headers_from={"X-Token": {"env": "HTTP_TEST_TOKEN"}},
+                   username=USERNAME, password_env="HTTP_TEST_PASSWORD")
+        result = probe_target(url=http_server.url + "/redirect/1", **own)
         assert result.success, result.message
         same_origin = [r for r in http_server.requests if r.path in ("/redirect/1", "/redirect/0")]
         assert len(same_origin) == 2 and all(r.headers["x-api-key"] == secret_headers["X-Api-Key"] for r in same_origin)
-        assert all("authorization" in r.headers for r in same_origin)
+        assert all("authorization" in r.headers and "x-token" in r.headers for r in same_origin)
 
-        result = probe_target(url=f"{http_server.url}/elsewhere/{other.url}/json", headers=secret_headers,
-                              username=USERNAME, password_env="HTTP_TEST_PASSWORD")
+        result = probe_target(url=f"{http_server.url}/elsewhere/{other.url}/json", **own)
         assert result.success, result.message
         [foreign] = other.requests
         assert foreign.path == "/json"
-        assert {"x-api-key", "cookie", "authorization"}.isdisjoint(foreign.headers)
+        assert {"x-api-key", "cookie", "x-token", "authorization"}.isdisjoint(foreign.headers)
     finally:
         other.close()
 
