@@ -251,6 +251,8 @@ class Policy:
 
     priority: str
     receiver: str
+    #: The playbook's promised response time (repeat_interval defaults to it).
+    response_time: float
     group_wait: float
     group_interval: float
     repeat_interval: float
@@ -648,7 +650,7 @@ def _external_absent_alerts(service: spec.Service, kpis: list[KPI], planned: _Pl
 
 
 def _policy(p: str, policy: spec.PriorityPolicy) -> Policy:
-    return Policy(p, policy.receiver, policy.group_wait, policy.group_interval,
+    return Policy(p, policy.receiver, policy.response_time, policy.group_wait, policy.group_interval,
                   policy.repeat_interval or policy.response_time, tuple(policy.active_time_intervals),
                   tuple(policy.group_by) if policy.group_by is not None else None, policy.description)
 

@@ -233,6 +233,32 @@ def test_a_catalogue_threshold_citing_nothing_fails(playbooks, tmp_path):
     assert "probe_staleness.warning\": catalogue threshold cites no playbook statement" in result.output
 
 
+def test_a_maintenance_window_that_differs_from_its_statement_fails(playbooks, tmp_path):
+    catalogue = tmp_path / "catalogue"
+    shutil.copytree(DEFAULT_DIRECTORY, catalogue)
+    edit(catalogue / "universal-gallery.yaml", "times: [{start_time: '01:00', end_time: '06:00'}]",
+         "times: [{start_time: '01:00', end_time: '09:00'}]")
+    edit(catalogue / "universal-gallery.yaml", "  - name: weekly\n    description: \"Weekly maintenance window: Sundays 2:00 AM - 4:00 AM UTC (2 hours maximum).\"\n    intervals:\n      - weekdays: [sunday]",
+         "  - name: weekly\n    description: \"Weekly maintenance window: Sundays 2:00 AM - 4:00 AM UTC (2 hours maximum).\"\n    intervals:\n      - weekdays: [saturday]")
+    result = check(playbooks, catalogue)
+    assert result.exit_code == 1
+    assert (f'{UNIVERSAL}:455: "Time: First Sunday 1:00 AM - 6:00 AM UTC": window ends at 06:00 in the playbook, '
+            "universal-gallery/monthly ends at 09:00") in result.output
+    assert (f'{UNIVERSAL}:446: "Time: Sundays 2:00 AM - 4:00 AM UTC": the playbook says sunday, '
+            "universal-gallery/weekly is on saturday") in result.output
+
+
+def test_a_response_time_that_differs_from_the_routing_fails(playbooks, tmp_path):
+    catalogue = tmp_path / "catalogue"
+    shutil.copytree(DEFAULT_DIRECTORY, catalogue)
+    edit(catalogue / "client-templates.yaml", "      receiver: slack-manager-and-director\n      response_time: 1h",
+         "      receiver: slack-manager-and-director\n      response_time: 3h")
+    result = check(playbooks, catalogue)
+    assert result.exit_code == 1
+    assert ('004_2c9025c4afca5564.txt:296: "Response Time: 1 hour": response time differs: the playbook says 3600 s, '
+            "client-templates routing P1 has 10800 s") in result.output
+
+
 # --- a sixth service, from Markdown to rules that pass promtool --------------------------------
 
 def test_draft_a_new_service_through_promtool(tmp_path, promtool):

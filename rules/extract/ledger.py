@@ -151,13 +151,14 @@ def verify(service: Any, ledger: Ledger, statements: list[Statement], ledger_fil
     for entry in gone:
         problems.append(Problem(ledger.playbook, entry.line, entry.quote, f"cited in {ledger_file} but no longer in the playbook"))
     backed: set[str] = set()
-    windows = {w.name for w in service.maintenance}
     for st, entry in pairs:
         for ref in entry.backs:
             backed.add(_bare(ref))
             problems += _check_backing(st, ref, kpis)
-        if entry.maintenance and f"{service.id}-{entry.maintenance}" not in windows:
-            problems.append(Problem(st.file, st.line, st.quote, f"no maintenance window {entry.maintenance!r} in {service.id}"))
+        if entry.maintenance:
+            problems += _check_window(st, entry.maintenance, service)
+        if entry.routing:
+            problems += _check_routing(st, entry.routing, service)
         if entry.todo:
             problems.append(Problem(st.file, st.line, st.quote, f"to review in {ledger_file}: {entry.todo}"))
     for ref, reason in ledger.chosen.items():
@@ -218,6 +219,76 @@ def _check_backing(st: Statement, ref: str, kpis: dict[str, Any]) -> list[Proble
                            f"window differs: the playbook says {_show(st.window)} s, {kpi.service}/{kpi.id} averages "
                            f"over {_show(window)} s"))
     return out
+
+
+_WEEKDAY_WORD = re.compile(r"\b(sunday|monday|tuesday|wednesday|thursday|friday|saturday)s?\b", re.I)
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 3600:02d}:{int(seconds) % 3600 // 60:02d}"
+
+
+def _seconds(hhmm: str) -> float:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 3600 + int(minutes) * 60
+
+
+def _covers(weekdays: list[str], day: str) -> bool:
+    """Whether Alertmanager's weekday list (`sunday`, `monday:friday`) includes the day."""
+    order = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+    for item in weekdays:
+        start, _, end = item.lower().partition(":")
+        if order.index(start) <= order.index(day) <= order.index(end or start):
+            return True
+    return False
+
+
+def _check_window(st: Statement, name: str, service: Any) -> list[Problem]:
+    """A maintenance statement against the window's intervals: the start (`>=`) or end (`<`) of
+    its time range, the weekday its quote names, or its length ("Duration: 2 hours maximum")."""
+    window = next((w for w in service.maintenance if w.name == f"{service.id}-{name}"), None)
+    if window is None:
+        return [Problem(st.file, st.line, st.quote, f"no maintenance window {name!r} in {service.id}")]
+    where = f"{service.id}/{name}"
+    ranges = [r for i in window.intervals for r in i.times]
+    out = []
+    if st.kind == "maintenance_window" and st.value is not None:
+        edge, word = ("start_time", "starts") if st.comparator == ">=" else ("end_time", "ends")
+        have = [_seconds(getattr(r, edge)) for r in ranges]
+        if not any(_same(st.value, h) for h in have):
+            out.append(Problem(st.file, st.line, st.quote,
+                               f"window {word} at {_clock(st.value)} in the playbook, {where} {word} at "
+                               f"{', '.join(_clock(h) for h in have) or 'no time of day'}"))
+        if st.comparator == ">=":  # once per quote, on its start
+            for day in {d.lower() for d in _WEEKDAY_WORD.findall(st.quote)}:
+                if not all(_covers(i.weekdays, day) for i in window.intervals):
+                    days = ", ".join(d for i in window.intervals for d in i.weekdays) or "every day"
+                    out.append(Problem(st.file, st.line, st.quote, f"the playbook says {day}, {where} is on {days}"))
+    elif st.value is not None:  # the window's length: the maximum exactly, at least a range's low end
+        longest = max((_seconds(r.end_time) - _seconds(r.start_time) for r in ranges), default=None)
+        at_least = st.comparator == ">=" and longest is not None and longest >= st.value
+        if not at_least and not _same(st.value, longest):
+            out.append(Problem(st.file, st.line, st.quote, f"window length differs: the playbook says "
+                                                           f"{_show(st.value)} s, {where} lasts {_show(longest)} s"))
+    return out
+
+
+_PRIORITY_REF = re.compile(r"^(P[0-3])\b")
+
+
+def _check_routing(st: Statement, ref: str, service: Any) -> list[Problem]:
+    """A routing statement names its priority first (`P1: response time ...`); a number it carries
+    is that priority's response time in the service's resolved routing."""
+    m = _PRIORITY_REF.match(ref)
+    if m is None:
+        return [Problem(st.file, st.line, st.quote, f"routing {ref!r} must start with the priority it is (P0 ... P3)")]
+    policy = service.policies.get(m.group(1))
+    if policy is None:
+        return [Problem(st.file, st.line, st.quote, f"no routing for {m.group(1)} in {service.id}")]
+    if st.value is None or st.kind not in ("response_time", "threshold") or _same(st.value, policy.response_time):
+        return []
+    return [Problem(st.file, st.line, st.quote, f"response time differs: the playbook says {_show(st.value)} s, "
+                                                f"{service.id} routing {m.group(1)} has {_show(policy.response_time)} s")]
 
 
 def _show(value: float | None) -> str:
