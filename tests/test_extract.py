@@ -169,9 +169,18 @@ def test_an_edited_value_fails_naming_file_line_and_quote(playbooks):
     edit(playbooks / UNIVERSAL, "- [ ] Cache hit rate > 85%", "- [ ] Cache hit rate > 88%")
     result = check(playbooks)
     assert result.exit_code == 1
-    assert f'{UNIVERSAL}:31: "Cache hit rate > 88%": changed: the playbook now says 0.88' in result.output
+    assert (f'{UNIVERSAL}:31: "Cache hit rate > 88%": changed: ledger/universal-gallery.yaml quotes '
+            '"Cache hit rate > 85%" (value 0.85 -> 0.88; cache_hit_ratio.warning)') in result.output
     assert (f'{UNIVERSAL}:31: "Cache hit rate > 88%": value differs: the playbook says 0.88, '
             "universal-gallery/cache_hit_ratio.warning has 0.85") in result.output
+
+
+def test_a_reworded_number_with_the_same_value_shows_both_quotes(playbooks):
+    edit(playbooks / UNIVERSAL, "- [ ] Cache hit rate > 85%", "- [ ] Cache hit rate > 85.0%")
+    result = check(playbooks)
+    assert result.exit_code == 1
+    assert (f'{UNIVERSAL}:31: "Cache hit rate > 85.0%": changed: ledger/universal-gallery.yaml quotes '
+            '"Cache hit rate > 85%" (same value 0.85; cache_hit_ratio.warning)') in result.output
 
 
 def test_an_edited_duration_fails_against_the_tier_it_backs(playbooks):
@@ -230,7 +239,21 @@ def test_a_catalogue_threshold_citing_nothing_fails(playbooks, tmp_path):
     ledger.write_text(re.sub(r"\n  probe_staleness\.warning: .*", "", ledger.read_text()))
     result = check(playbooks, catalogue)
     assert result.exit_code == 1
-    assert "probe_staleness.warning\": catalogue threshold cites no playbook statement" in result.output
+    chosen = next(i for i, line in enumerate(ledger.read_text().splitlines(), 1) if line == "chosen:")
+    assert (f'ledger/universal-gallery.yaml:{chosen}: "probe_staleness.warning": catalogue threshold cites no '
+            "playbook statement") in result.output
+
+
+def test_a_chosen_tier_the_catalogue_lacks_names_its_ledger_line(playbooks, tmp_path):
+    catalogue = tmp_path / "catalogue"
+    shutil.copytree(DEFAULT_DIRECTORY, catalogue)
+    ledger = catalogue / "ledger" / "universal-gallery.yaml"
+    ledger.write_text(ledger.read_text().replace("\nchosen:\n", "\nchosen:\n  no_such_kpi.warning: a reason\n", 1))
+    line = ledger.read_text().splitlines().index("  no_such_kpi.warning: a reason") + 1
+    result = check(playbooks, catalogue)
+    assert result.exit_code == 1
+    assert (f'ledger/universal-gallery.yaml:{line}: "no_such_kpi.warning": chosen: no such KPI tier in '
+            "universal-gallery") in result.output
 
 
 def test_a_maintenance_window_that_differs_from_its_statement_fails(playbooks, tmp_path):

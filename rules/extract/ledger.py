@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
-from stackprobe.configsource import StrictModel, load
+from stackprobe.configsource import StrictModel, line_of, load_yaml, validate
 
 from .statements import Statement
 
@@ -77,6 +77,12 @@ class Ledger(StrictModel):
     statements: list[Entry]
     chosen: dict[str, str] = Field({}, description="`kpi.tier` -> why its number is not a playbook statement.")
     audit: dict[str, str] = Field({}, description="Review row id (../shared/review/playbook-audit.tsv) -> what was decided.")
+    #: Line of every key path in the ledger file (empty for a ledger built in memory).
+    _marks: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    def line(self, *loc: str | int) -> int:
+        """The ledger file's line of a key path (`"chosen", "kpi.tier"`), its parent's when absent."""
+        return line_of(loc, self._marks) or 1
 
 
 def ledger_path(catalogue_dir: Path, service_id: str) -> Path:
@@ -84,7 +90,10 @@ def ledger_path(catalogue_dir: Path, service_id: str) -> Path:
 
 
 def load_ledger(path: Path) -> Ledger:
-    return load(Ledger, path)
+    data, marks = load_yaml(path)
+    ledger = validate(Ledger, data, path, marks)
+    ledger._marks = marks
+    return ledger
 
 
 def template(quote: str) -> str:
@@ -144,9 +153,10 @@ def verify(service: Any, ledger: Ledger, statements: list[Statement], ledger_fil
             continue
         gone.remove(was)  # the same sentence with other numbers: changed, and checked against what it backs
         cited = ", ".join(was.backs) or was.disposition
+        value = (f"value {_show(was.value)} -> {_show(st.value)}" if not _same(was.value, st.value)
+                 else f"same value {_show(st.value)}")
         problems.append(Problem(st.file, st.line, st.quote,
-                                f"changed: the playbook now says {_show(st.value)}, {ledger_file} has {_show(was.value)} "
-                                f"({cited}) from \"{was.quote}\""))
+                                f"changed: {ledger_file} quotes \"{was.quote}\" ({value}; {cited})"))
         pairs.append((st, was))
     for entry in gone:
         problems.append(Problem(ledger.playbook, entry.line, entry.quote, f"cited in {ledger_file} but no longer in the playbook"))
@@ -163,16 +173,17 @@ def verify(service: Any, ledger: Ledger, statements: list[Statement], ledger_fil
             problems.append(Problem(st.file, st.line, st.quote, f"to review in {ledger_file}: {entry.todo}"))
     for ref, reason in ledger.chosen.items():
         if not reason.strip():
-            problems.append(Problem(ledger_file, 0, ref, "a chosen threshold needs its reason"))
+            problems.append(Problem(ledger_file, ledger.line("chosen", ref), ref, "a chosen threshold needs its reason"))
         found = _tier(ref, kpis)
         if found is None or found[1] is None:
-            problems.append(Problem(ledger_file, 0, ref, f"chosen: no such KPI tier in {service.id}"))
+            problems.append(Problem(ledger_file, ledger.line("chosen", ref), ref, f"chosen: no such KPI tier in {service.id}"))
     for kpi in service.kpis:
         for tier in kpi.tiers:
             ref = f"{kpi.id}.{tier.name}"
             if ref not in backed and ref not in ledger.chosen:
-                problems.append(Problem(ledger_file, 0, ref, "catalogue threshold cites no playbook statement and is "
-                                                             "not listed under `chosen` with a reason"))
+                problems.append(Problem(ledger_file, ledger.line("chosen"), ref,  # where it would be listed
+                                        "catalogue threshold cites no playbook statement and is "
+                                        "not listed under `chosen` with a reason"))
     return problems
 
 
