@@ -161,7 +161,7 @@ class Alert:
     for_: float
     labels: Mapping[str, str]
     annotations: Mapping[str, Template]
-    kind: str  # "threshold" | "burn_rate" | "absent" | "liveness" (a prober) | "external_absent" (an exporter)
+    kind: str  # "threshold" | "burn_rate" | "absent" | "target_absent" | "liveness" (a prober) | "external_absent" (an exporter)
     service: str
     where: Where
     kpi: KPI | None = None
@@ -555,6 +555,43 @@ def _absent_alert(service: spec.Service, playbook_url: str, planned: _Planned, w
     )
 
 
+#: How far back a target's vanished series are remembered (`last_over_time`): after this the
+#: per-target absence alert stops, and only the whole-service absence alert still speaks.
+TARGET_ABSENT_LOOKBACK = 3600.0
+#: The scrape jobs of stackprobe exporters (deploy/prometheus.yml: `stackprobe`, `stackprobe-probe`).
+EXPORTER_UP = 'up{job=~"stackprobe.*"} == 1'
+
+
+def _target_absent_alert(service: spec.Service, playbook_url: str, planned: _Planned, extra: tuple[str, ...],
+                         where: Where) -> Alert:
+    """Fires per target whose series vanished while the exporter instance that reported it is not
+    up (a lost shard): the whole-service absence alert stays quiet while another shard still
+    reports some of the service's targets. A target removed from the config of a running
+    exporter, or one whose exporter is back up, stays quiet; after the lookback it stops."""
+    probe = selector("stackprobe_probe_success", [Matcher("service", service.id)])
+    by = ", ".join(_with(["service", "target", "prober", "instance"], extra))
+    instance = ", ".join(_with(["instance"], extra))
+    target = ", ".join(_with(["service", "target"], extra))
+    lookback = format_duration(TARGET_ABSENT_LOOKBACK)
+    expr = (f"group by ({by}) (last_over_time({probe}[{lookback}]))\n"
+            f"unless on ({instance}) ({EXPORTER_UP})\n"
+            f"unless on ({target}) {probe}{planned.guard(service.absent.priority, None)}")
+    return Alert(
+        name=camel(service.id) + "TargetAbsent",
+        expr=expr, for_=service.absent.for_,
+        labels=_labels(service.id, "target_absent", "warning", service.absent.priority, "availability"),
+        annotations={
+            "summary": Template.of(f"{service.title}: no probe results of ", LabelRef("target")),
+            "description": Template.of("The series of ", LabelRef("target"), f" ({service.title}) vanished with "
+                                       "its exporter ", LabelRef("instance"), f", not up for "
+                                       f"{format_duration(service.absent.for_)}: its alerts cannot see it. "
+                                       f"Quiet after {lookback} without a sample."),
+            "runbook_url": Template.of(playbook_url),
+        },
+        kind="target_absent", service=service.id, where=where,
+    )
+
+
 # --- liveness: every input the service's KPIs read has an alert of its own --------------------
 
 #: The recorded probe result per target (the `target_up` indicator).
@@ -697,6 +734,7 @@ def _service(cat: spec.Catalogue, service: spec.Service) -> Service:
     alerts += _probe_failure_alerts(service, kpis, planned, playbook_url, where)
     alerts += _external_absent_alerts(service, kpis, planned, playbook_url, where)
     alerts.append(_absent_alert(service, playbook_url, planned, where))
+    alerts.append(_target_absent_alert(service, playbook_url, planned, extra, where))
     recordings = _maintenance_recordings(service, kpis, planned, extra, where)
     seen = set()
     for i in bound.values():

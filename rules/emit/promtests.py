@@ -275,6 +275,39 @@ def _absent_cases(alert: Alert) -> list[dict[str, Any]]:
     ]
 
 
+def _target_absent_cases(service: Service, alert: Alert) -> list[dict[str, Any]]:
+    """The lost-shard alert: the target's series vanish (stale) while its exporter instance is
+    down fires; vanishing with the instance up (target removed) stays quiet; so does a target
+    whose exporter comes back within the lookback."""
+    target, prober, instance = f"{alert.service}-1", "http", "stackprobe-0:9000"
+    extra = {label: f"{label}-1" for label in service.aggregation_labels}
+    labels = {**_probe_labels(service, target, prober), "instance": instance}
+    up = {"job": "stackprobe", "instance": instance, **extra}
+    before, held = 5, _steps(alert.for_, STEP)
+    fire_at = before + held + 2
+    back = fire_at + 2
+
+    def probe(values: str) -> dict[str, str]:
+        return {"series": _series("stackprobe_probe_success", labels), "values": values}
+
+    def exporter(values: str) -> dict[str, str]:
+        return {"series": _series("up", up), "values": values}
+
+    vanished = f"1+0x{before - 1} stale"
+    return [
+        _case(f"{alert.name}: the target's series vanish with its exporter down fires", [
+            probe(vanished), exporter(f"1+0x{before - 1} 0+0x{fire_at}")],
+            [_check(alert, before + 1, []), _check(alert, fire_at, [_expected(alert, labels)])]),
+        _case(f"{alert.name}: a target removed while its exporter stays up stays quiet", [
+            probe(vanished), exporter(f"1+0x{fire_at}")], [_check(alert, fire_at, [])]),
+        _case(f"{alert.name}: the exporter back with the target's series stops it", [
+            probe(f"1+0x{before - 1} stale _x{back - before - 1} 1+0x{held}"),
+            exporter(f"1+0x{before - 1} 0+0x{back - before - 1} 1+0x{held}")],
+            [_check(alert, fire_at, [_expected(alert, labels)]), _check(alert, back, []),
+             _check(alert, back + held, [])]),
+    ]
+
+
 def _probe_labels(service: Service, target: str, prober: str) -> dict[str, str]:
     return {"service": service.id, "target": target, "prober": prober,
             **{label: f"{label}-1" for label in service.aggregation_labels}}
@@ -630,6 +663,8 @@ def cases(service: Service) -> dict[int, list[dict[str, Any]]]:
             new = _liveness_cases(service, alert)
         elif alert.kind == "external_absent":
             new = _external_absent_cases(service, alert)
+        elif alert.kind == "target_absent":
+            new = _target_absent_cases(service, alert)
         else:
             new = _absent_cases(alert)
         out.setdefault(step_of(alert.indicator) if alert.kind == "threshold" else STEP, []).extend(new)
