@@ -20,8 +20,9 @@ Phase 1: the failures of tests/test_e2e.py are induced; each alert must reach it
 exactly once although two rulers send it to two Alertmanagers. Phase 2: vmagent member 0, the
 Alertmanager that sends the cluster's notifications (position 0) and stackprobe shard 1 are
 killed with SIGKILL; Redis is restarted. The resolution still arrives once, the still-firing
-alerts are not sent again, and the service whose every target was on the lost shard raises its
-absence alert, once. A final quiet period longer than Alertmanager's peer timeout (15 s: how long
+alerts are not sent again, and every service with targets on the lost shard raises its per-target
+absence alert (<Service>TargetAbsent, naming the dead instance) once; the services live on both
+shards, so the whole-service <Service>ProbesAbsent must stay quiet. A final quiet period longer than Alertmanager's peer timeout (15 s: how long
 the second member waits before sending what the first did not) shows that nothing arrives twice.
 """
 
@@ -45,14 +46,15 @@ from fixtures.prom_stack import Alertmanager, Notification, StackprobeExporter, 
 from fixtures.promtools import run
 from fixtures.victoria import VictoriaMetrics, VMAgent, VMAlert
 from stackprobe.exporter.shard import owner_of
+from stackprobe.rules.model import camel
 from test_e2e import DAY, DEPLOY, PASSWORDS, TEST_CATALOGUE, exporter_config, peers, target_names, targets_of  # noqa: F401  (peers: fixture)
 
 SHARDS = 2
 LOST_SHARD = 1
-#: Dropped from the fleet's config so that every target of client-templates is on the lost shard:
-#: its absence alert is then what the lost shard must raise (both are on shard 0 of 2).
-DROPPED = ("templates-backups", "local-certificates")
-ABSENT_SERVICE, ABSENT_ALERT = "client-templates", "ClientTemplatesProbesAbsent"
+#: Inside a maintenance window all run (tests/e2e/catalogue): its absence alerts are muted too.
+IN_MAINTENANCE = "universal-gallery"
+#: Receiver of the absence alerts (absent.priority P1 in tests/e2e/catalogue/routing.yaml).
+ABSENCE_PATH = "/team-leads"
 #: The absence alerts' `for` in this test (10m in the catalogue default).
 ABSENT_FOR = "10s"
 #: Alertmanager's default --cluster.peer-timeout, plus margin: a duplicate would come by then.
@@ -75,7 +77,23 @@ PHASE1 = (
     Expected("VedfolnirBackupAgeCritical", "vedfolnir-backups", "/team-leads"),
 )
 INHIBITED = ("PortfolioLatencyP95Warning", "VedfolnirBackupAgeWarning")
-ABSENCE = Expected(ABSENT_ALERT, "", "/team-leads")
+
+
+def lost_by_service(config: dict) -> dict[str, set[str]]:
+    """The lost shard's targets per service (their series vanish with it), but the muted one."""
+    out: dict[str, set[str]] = {}
+    for t in targets_of(config):
+        if owner_of(t["name"], SHARDS) == LOST_SHARD and t["service"] != IN_MAINTENANCE:
+            out.setdefault(t["service"], set()).add(t["name"])
+    return out
+
+
+def absence_alerts(config: dict) -> set[str]:
+    """What the lost shard must raise: per service it had targets of, the per-target absence
+    alert; for a service it held entirely, the whole-service one too."""
+    owned = {t["service"] for t in targets_of(config) if owner_of(t["name"], SHARDS) != LOST_SHARD}
+    return {camel(s) + "TargetAbsent" for s in lost_by_service(config)} | {
+        camel(s) + "ProbesAbsent" for s in lost_by_service(config) if s not in owned}
 
 
 @dataclass
@@ -122,8 +140,6 @@ def fleet(peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     processes: list = []
     try:
         config = exporter_config(peers.local_targets())
-        for prober in config.keys() - {"modules"}:  # modules: settings targets inherit, not targets
-            config[prober] = [t for t in config[prober] if t["name"] not in DROPPED]
         (work / "stackprobe.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         shards = [StackprobeExporter(work / "stackprobe.yml", work, PASSWORDS, [f"--shard={i}/{SHARDS}"],
                                      name=f"stackprobe-{i}") for i in range(SHARDS)]
@@ -181,7 +197,7 @@ class Run:
     notified_after: dict[str, float] = field(default_factory=dict)  # alertname -> s after induction
     killed_at: float | None = None
     redis_resolved_after: float | None = None
-    absence_after: float | None = None  # after the shard was killed
+    absence_after: dict[str, float] = field(default_factory=dict)  # alertname -> s after the shard was killed
     lost_targets: set[str] = field(default_factory=set)
     killed: dict[str, str] = field(default_factory=dict)
 
@@ -218,11 +234,13 @@ def fleet_run(fleet: Fleet, peers, request: pytest.FixtureRequest) -> Run:
     peers.redis.start()
     restarted = time.time()
     deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline and not (result.redis_resolved_after and result.absence_after):
+    absences = absence_alerts(fleet.config)
+    while time.monotonic() < deadline and not (result.redis_resolved_after and result.absence_after.keys() == absences):
         if result.redis_resolved_after is None and (notes := _resolved(sink, "VedfolnirRedisDownCritical")):
             result.redis_resolved_after = notes[0].at - restarted
-        if result.absence_after is None and (notes := _firing(sink, ABSENT_ALERT)):
-            result.absence_after = notes[0].at - result.killed_at
+        for alertname in absences - result.absence_after.keys():
+            if notes := _firing(sink, alertname):
+                result.absence_after[alertname] = notes[0].at - result.killed_at
         time.sleep(0.5)
     time.sleep(QUIET_SECONDS)
     fleet.timings["phase2"] = time.time() - result.killed_at
@@ -232,7 +250,8 @@ def fleet_run(fleet: Fleet, peers, request: pytest.FixtureRequest) -> Run:
         report(request.config, f"fleet: {e.alertname:<40} -> {e.path:<15} notified after "
                                + (f"{after:5.1f}s" if after is not None else "never"))
     for label, value in (("Redis restarted, resolved notified after", result.redis_resolved_after),
-                         (f"shard {LOST_SHARD} killed, {ABSENT_ALERT} notified after", result.absence_after)):
+                         *((f"shard {LOST_SHARD} killed, {a} notified after", result.absence_after.get(a))
+                           for a in sorted(absences))):
         report(request.config, f"fleet: {label} " + (f"{value:.1f}s" if value is not None else "never"))
     report(request.config, "fleet: " + ", ".join(f"{k} {v:.0f}s" for k, v in fleet.timings.items())
            + f" (phase 2 includes a {QUIET_SECONDS}s quiet period)")
@@ -273,14 +292,23 @@ def test_after_the_kills_a_resolution_arrives_once(fleet_run: Run, fleet: Fleet)
     assert [n.path for n in _resolved(fleet.sink, "VedfolnirRedisDownCritical")] == ["/page"]
 
 
-def test_the_lost_shard_raises_its_absence_alert_once(fleet_run: Run, fleet: Fleet):
-    owned = {t["name"] for t in targets_of(fleet.config) if t["service"] == ABSENT_SERVICE}
-    assert owned and owned <= fleet_run.lost_targets, "client-templates must live on the lost shard only"
-    assert fleet_run.absence_after is not None, f"{ABSENT_ALERT} never notified after shard {LOST_SHARD} died"
-    notes = _firing(fleet.sink, ABSENT_ALERT)
-    assert [n.path for n in notes] == [ABSENCE.path]
-    # The surviving scraper saw the shard go down; the shard's targets are gone from the store.
+def test_the_lost_shard_raises_its_targets_absence_alerts_once(fleet_run: Run, fleet: Fleet):
+    """Every lost target of a service that lives on both shards raises its service's
+    TargetAbsent once, naming the dead instance: the whole-service ProbesAbsent cannot (the
+    other shard still reports the service), and the target's own alerts just resolve."""
     lost = f"127.0.0.1:{fleet.shards[LOST_SHARD].port}"
+    surviving = {t["service"] for t in targets_of(fleet.config) if owner_of(t["name"], SHARDS) != LOST_SHARD}
+    split = {s: targets for s, targets in lost_by_service(fleet.config).items() if s in surviving}
+    assert split, "the test config must have a service on both shards"
+    missing = absence_alerts(fleet.config) - fleet_run.absence_after.keys()
+    assert not missing, f"never notified after shard {LOST_SHARD} died: {sorted(missing)}"
+    for service, targets in split.items():
+        notes = _firing(fleet.sink, camel(service) + "TargetAbsent")
+        assert [n.path for n in notes] == [ABSENCE_PATH], [(n.path, n.at) for n in notes]
+        alerts = notes[0].alerts("firing")
+        assert sorted(a["labels"]["target"] for a in alerts) == sorted(targets)
+        assert {a["labels"]["instance"] for a in alerts} == {lost}
+    # The surviving scraper saw the shard go down; the shard's targets are gone from the store.
     assert [r["value"][1] for r in fleet.vm.query(f'up{{job="stackprobe", instance="{lost}"}}')] == ["0"]
     assert not {r["metric"]["target"] for r in fleet.vm.query("stackprobe_probe_success")} & fleet_run.lost_targets
 
@@ -289,7 +317,8 @@ def test_nothing_else_was_notified(fleet_run: Run, fleet: Fleet):
     """Every notification of the run is one of the expected ones: healthy targets and the
     survivors' still-firing alerts raised nothing new."""
     counts = Counter((n.path, a["labels"]["alertname"], a["status"]) for n in fleet.sink.received() for a in n.alerts())
-    expected_firing = {(e.path, e.alertname, "firing") for e in (*PHASE1, ABSENCE)}
+    expected_firing = {(e.path, e.alertname, "firing") for e in PHASE1} | {
+        (ABSENCE_PATH, a, "firing") for a in absence_alerts(fleet.config)}
     firing = {k for k in counts if k[2] == "firing"}
     assert firing == expected_firing
     assert all(n == 1 for n in counts.values()), counts

@@ -193,13 +193,16 @@ def test_indicator_metrics_are_exported_or_attributed(catalogue, resolved):
 
 def test_alert_rules_read_only_recorded_series(catalogue, resolved):
     """Alerts read recording rules (indicators, their traffic, maintenance, the SLIs without it);
-    only the absence alerts read raw series, the ones whose absence they report."""
+    only the absence alerts read raw series, the ones whose absence they report (and the
+    per-target one `up`, whether the exporter that reported the target is still scraped)."""
     for service in resolved.services:
         records = {r.record for r in resolved.recordings} | {r.record for r in service.recordings}
         for alert in service.alerts:
             names = _selectors(alert.expr)
             if alert.kind == "external_absent":
                 assert names <= {m for i in service.indicators for m in i.metrics} | records, alert.name
+            elif alert.kind == "target_absent":
+                assert names == {"stackprobe_probe_success", "up"} | (names & records), alert.name
             else:
                 assert names <= records | {"stackprobe_probe_success"}, alert.name
 
