@@ -18,35 +18,30 @@ def _g4(v: float) -> str:
     return f"{v:.4g}"
 
 
+def _prefixed(v: float, prefixes: tuple[str, ...], scale: float, done) -> str:
+    """Scale v by `scale` per prefix until `done(v)`, as Prometheus' humanize functions do."""
+    prefix = ""
+    for p in prefixes:
+        if done(v):
+            break
+        prefix, v = p, v * scale
+    return _g4(v) + prefix
+
+
 def humanize(v: float) -> str:
     """Prometheus' `humanize` (SI prefixes, 4 significant digits)."""
     if v == 0 or not math.isfinite(v):
         return _g4(v)
     if abs(v) >= 1:
-        prefix = ""
-        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
-            if abs(v) < 1000:
-                break
-            prefix, v = p, v / 1000
-        return _g4(v) + prefix
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
-    return _g4(v) + prefix
+        return _prefixed(v, ("k", "M", "G", "T", "P", "E", "Z", "Y"), 1 / 1000, lambda x: abs(x) < 1000)
+    return _prefixed(v, ("m", "u", "n", "p", "f", "a", "z", "y"), 1000, lambda x: abs(x) >= 1)
 
 
 def humanize_1024(v: float) -> str:
     """Prometheus' `humanize1024`."""
     if abs(v) <= 1 or not math.isfinite(v):
         return _g4(v)
-    prefix = ""
-    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
-        if abs(v) < 1024:
-            break
-        prefix, v = p, v / 1024
-    return _g4(v) + prefix
+    return _prefixed(v, ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"), 1 / 1024, lambda x: abs(x) < 1024)
 
 
 def humanize_duration(v: float) -> str:
