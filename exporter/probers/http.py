@@ -1,28 +1,30 @@
 """HTTP(S) endpoints: status, body and JSON checks, per-phase timings, TLS version and expiry.
 
-One fresh `httpx.AsyncClient` per probe, so every probe opens its own connection and the connect
-and TLS phases are measured each time (a pooled connection would hide them). Redirects are
-followed here rather than by httpx, so that no response body, not even a redirect's, is ever
-read into memory beyond `max_body_bytes`. The prober only ever fetches the configured URL and
-the redirects its server sends: `/probe` takes a target name, never a URL.
+Every probe, and every redirect it follows, opens its own connection (asyncio streams) and
+speaks HTTP/1.1 through h11, so the connect and TLS phases are measured each time, as
+blackbox_exporter does (a pooled connection would hide them). h11 parses; the rest is a few
+lines here: httpx's client machinery (pool, auth flows, cookie jar, anyio) cost two thirds of a
+probe's CPU for nothing a probe needs. Redirects are followed here, so that no response body,
+not even a redirect's, is ever read into memory beyond `max_body_bytes`. The prober only ever
+fetches the configured URL and the redirects its server sends: `/probe` takes a target name,
+never a URL. No cookie jar: a Set-Cookie of a redirect is not sent on.
 
-Phases (`stackprobe_http_phase_duration_seconds{phase}`), from httpcore's `trace` extension,
-summed over the redirects of one probe:
+Phases (`stackprobe_http_phase_duration_seconds{phase}`), summed over the redirects of one probe:
 
-* connect: DNS lookup plus TCP connect (`connection.connect_tcp`; httpcore resolves inside it),
-* tls: the TLS handshake (`connection.start_tls`); 0 for plain HTTP,
-* request: sending the request headers and body (`http11.send_request_headers` and `_body`),
-* first_byte: waiting for and reading the response headers (`http11.receive_response_headers`),
-  i.e. the server's think time,
-* transfer: reading the response body (`http11.receive_response_body`).
+* connect: DNS lookup plus TCP connect (none for an IP literal),
+* tls: the TLS handshake; 0 for plain HTTP,
+* request: sending the request headers and body,
+* first_byte: waiting for and reading the response headers, i.e. the server's think time,
+* transfer: reading the response body.
 
 A phase cut short by a failure or the timeout counts until then, so a timed-out probe shows
-where its time went; phases never reached are 0.
+where its time went; phases never reached are 0. The whole probe, the TLS handshake included,
+is bounded by the scheduler's timeout, which cancels it (reason timeout).
 
 Failure reasons: dns, connect (refused, reset, or closed mid-response), timeout (also a
 body_regex still searching when the timeout expires), tls, status (unexpected status, or more
 than `max_redirects` redirects: the last answer is then a redirect the probe did not follow,
-which is a status problem), body (regex, JSON, or content decoding), io (the password_file,
+which is a status problem; a redirect to an invalid or non-HTTP URL), body (regex, JSON, or content decoding), io (the password_file,
 ca_file or a headers_from file cannot be read at probe time, or holds what cannot be a header value).
 
 Hostile bodies are bounded: Content-Encoding is decoded here, a step of at most DECODE_STEP
@@ -32,33 +34,42 @@ search, and the parsing of JSON bodies over INLINE_JSON_BYTES, run in a worker t
 event loop; the search has a time limit (the `regex` package's timeout=, which the stdlib `re` lacks), JSON nesting is bounded by
 the interpreter's recursion limit (~1,000 levels) and numbers by its 4,300-digit limit.
 Configured headers, like Authorization, are only ever sent to the configured URL's origin: a
-redirect elsewhere drops them. Their names and values are checked at load (no CR/LF: no header
+redirect elsewhere drops them (basic auth survives only an http -> https redirect of the same
+host). Their names and values are checked at load (no CR/LF: no header
 injection); secret values come from `headers_from` (env or file), never the config itself.
 
-httpx is imported at the first http target, so an exporter without one never loads it.
+h11 and httpx (for its URL parsing) are imported at the first http target, so an exporter
+without one never loads them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import email.message
 import json
 import os
 import socket
 import ssl
 import time
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+import stackprobe
 from stackprobe.configsource import StrictModel, header_name, header_value
 
 from ..metrics import gauge, histogram
 from .base import (ProbeContext, ProbeError, Prober, SecretRef, TargetConfig, TLSClientConfig, check_secret_source,
-                   exception_chain, peer_certificates, read_secret)
+                   peer_certificates, read_secret)
 
 if TYPE_CHECKING:
+    import h11
     import httpx
 
 #: The most bytes one decoding step produces: what a compressed body can cost in memory at once.
@@ -71,16 +82,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 INLINE_JSON_BYTES = 16 * 1024
 
 PHASES: tuple[str, ...] = ("connect", "tls", "request", "first_byte", "transfer")
-
-#: httpcore trace steps (event name without `.started`/`.complete`/`.failed`) -> phase.
-_PHASE_OF_STEP: dict[str, str] = {
-    "connection.connect_tcp": "connect",
-    "connection.start_tls": "tls",
-    "http11.send_request_headers": "request",
-    "http11.send_request_body": "request",
-    "http11.receive_response_headers": "first_byte",
-    "http11.receive_response_body": "transfer",
-}
+#: Bytes asked of the socket per read.
+READ_BYTES = 64 * 1024
+#: The largest response head h11 buffers (its default is 16 KiB; httpcore allowed 100 KiB).
+MAX_HEAD_BYTES = 100 * 1024
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+#: Methods whose request carries a body, so an empty one is announced as `Content-Length: 0`.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class JsonValue(StrictModel):
@@ -187,31 +195,24 @@ class HttpTarget(SecretRef, TargetConfig):
 
 
 class PhaseTimer:
-    """The httpcore `trace` callback: adds up how long each phase took."""
+    """Adds up how long each phase took over one probe's requests."""
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = dict.fromkeys(PHASES, 0.0)
-        self._open: dict[str, float] = {}
         #: True once a request started going out, i.e. a connection was established.
         self.sent = False
 
-    async def __call__(self, event: str, info: dict[str, Any]) -> None:
-        step, _, state = event.rpartition(".")
-        phase = _PHASE_OF_STEP.get(step)
-        if phase is None:
-            return
-        if state == "started":
-            self._open[phase] = time.monotonic()
-            self.sent = self.sent or phase == "request"
-        elif phase in self._open:  # complete or failed: the phase is over either way
-            self.totals[phase] += time.monotonic() - self._open.pop(phase)
+    @contextlib.contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        """Times the block into `phase`; a block cut off by a failure or the timeout counts until then."""
+        self.sent = self.sent or phase == "request"
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.totals[phase] += time.monotonic() - began
 
     def export(self, ctx: ProbeContext) -> None:
-        """Record every phase; one still open (cut off by a failure) counts until now."""
-        now = time.monotonic()
-        for phase, began in self._open.items():
-            self.totals[phase] += now - began
-        self._open.clear()
         for phase, seconds in self.totals.items():
             ctx.set("http_phase_duration_seconds", seconds, phase=phase)
 
@@ -301,6 +302,11 @@ def same_origin(a: "httpx.URL", b: "httpx.URL") -> bool:
     return (a.scheme, a.host, a.port or _DEFAULT_PORTS.get(a.scheme)) == (b.scheme, b.host, b.port or _DEFAULT_PORTS.get(b.scheme))
 
 
+def https_upgrade(a: "httpx.URL", b: "httpx.URL") -> bool:
+    """b is a's host on HTTPS, both on their default ports: where basic auth may follow (as in httpx)."""
+    return (a.scheme, b.scheme, a.host, a.port, b.port) == ("http", "https", b.host, None, None)
+
+
 def json_number(document: Any, path: str) -> float:
     """The value at a dotted path as a number (true=1, false=0); LookupError or ValueError if none."""
     node = document
@@ -319,23 +325,107 @@ def json_number(document: Any, path: str) -> float:
     raise ValueError(f"{path}: {type(node).__name__} is not a number or boolean")
 
 
-def failure_reason(exc: "httpx.HTTPError") -> str:
-    """Map an httpx exception to a reason of metrics.ERROR_REASONS."""
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
+def failure_reason(exc: OSError) -> str:
+    """Map a socket or TLS error to a reason of metrics.ERROR_REASONS."""
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, TimeoutError):  # the kernel gave up connecting (ETIMEDOUT)
         return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        causes = list(exception_chain(exc))
-        if any(isinstance(c, socket.gaierror) for c in causes):
-            return "dns"
-        if any(isinstance(c, ssl.SSLError) for c in causes):
-            return "tls"
-        return "connect"
-    if isinstance(exc, httpx.UnsupportedProtocol):  # redirected to a non-HTTP URL
-        return "status"
-    # Reset, closed mid-response, or not HTTP at all: the connection did not carry an answer.
-    return "connect"
+    return "connect"  # refused, unreachable, reset, closed
+
+
+@dataclass
+class Request:
+    """One request of a probe: the configured one, or a redirect's."""
+
+    method: str
+    url: "httpx.URL"
+    #: lower-case name -> (name as configured, value); Host and Content-Length are added when sent.
+    headers: dict[str, tuple[str, str]]
+    body: bytes | None
+
+    def head(self) -> "h11.Request":
+        import h11
+
+        headers = {"host": ("Host", self.url.netloc.decode("ascii")), **self.headers}
+        if self.body is not None or self.method in _BODY_METHODS:
+            headers["content-length"] = ("Content-Length", str(len(self.body or b"")))
+        return h11.Request(method=self.method, target=self.url.raw_path, headers=list(headers.values()))
+
+    def redirected(self, status: int, location: str, own_headers: list[str]) -> "Request":
+        """The request that follows this one's redirect (httpx's rules: 303, and 302 and POST 301,
+        become GET without a body); configured headers only stay with the same origin."""
+        import httpx
+
+        try:
+            url = self.url.join(location)
+        except httpx.InvalidURL as e:
+            raise ProbeError("status", f"{status} to an invalid URL: {e}") from None
+        if url.scheme not in _DEFAULT_PORTS or not url.host:
+            raise ProbeError("status", f"{status} to {url}, not an http(s) URL")
+        method = self.method
+        if (status in (302, 303) and method != "HEAD") or (status == 301 and method == "POST"):
+            method = "GET"
+        headers = dict(self.headers)
+        if not same_origin(self.url, url):
+            for name in own_headers:
+                headers.pop(name.lower(), None)
+            if not https_upgrade(self.url, url):
+                headers.pop("authorization", None)
+        return Request(method, url, headers, self.body if method == self.method else None)
+
+
+async def next_event(connection: "h11.Connection", reader: asyncio.StreamReader) -> Any:
+    """h11's next event, reading from the socket as needed."""
+    import h11
+
+    while (event := connection.next_event()) is h11.NEED_DATA:
+        connection.receive_data(await reader.read(READ_BYTES))
+    return event
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response's head, with its connection still open for the body."""
+
+    request: Request
+    status_code: int
+    http_version: str
+    headers: list[tuple[bytes, bytes]]
+    connection: "h11.Connection"
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    def header(self, name: bytes) -> str | None:
+        """A header's value (h11 gives names in lower case), the values of a repeated one joined."""
+        values = [v.decode("latin-1") for n, v in self.headers if n == name]
+        return ", ".join(values) if values else None
+
+    @property
+    def encoding(self) -> str:
+        """The charset of Content-Type (utf-8 if none); search_body copes with one that is no codec."""
+        message = email.message.Message()
+        message["content-type"] = self.header(b"content-type") or ""
+        return message.get_content_charset() or "utf-8"
+
+    @property
+    def next_location(self) -> str | None:
+        return self.header(b"location") if self.status_code in _REDIRECT_CODES else None
+
+    async def raw_chunks(self) -> Any:
+        """The body as sent (Content-Encoding still applied), until its end."""
+        import h11
+
+        while not isinstance(event := await next_event(self.connection, self.reader), h11.EndOfMessage):
+            if isinstance(event, h11.ConnectionClosed):
+                raise h11.RemoteProtocolError("the server closed the connection before the end of the body")
+            yield event.data
+
+    def close(self) -> None:
+        """Closed without waiting for the peer (a TLS close_notify finishes in the background)."""
+        self.writer.close()
 
 
 # The playbooks' latency thresholds (0.3 s target, 0.5 s average, 1/2/5 s P95 tiers) are bucket
@@ -363,22 +453,22 @@ class HttpProber(Prober[HttpTarget]):
     summary = "HTTP(S) endpoint: status, body regex, JSON values, phase timings, TLS expiry."
 
     async def probe(self, target: HttpTarget, ctx: ProbeContext) -> None:
-        import httpx
+        import h11
 
         ctx.set("http_up", 0)
         ctx.set("http_status_code", 0)
         phases = PhaseTimer()
         started = time.monotonic()
-        # httpx's timeouts are per operation; the scheduler's bounds the whole probe (a server
-        # trickling bytes forever) by cancelling it, and the `finally` still records the phases.
         try:
             await self._fetch_and_check(target, ctx, phases)
-        except httpx.LocalProtocolError as e:
+        except h11.LocalProtocolError as e:
             # h11 refused to send our own request; its text quotes the offending request data
             # (a header's value: maybe a key), so it is withheld. Config validation makes this a
             # stackprobe bug, never a fault of the target.
             raise ProbeError("internal", f"{type(e).__name__}: the request could not be sent (details withheld: they quote request headers)") from None
-        except httpx.HTTPError as e:
+        except h11.RemoteProtocolError as e:  # not HTTP, or closed mid-response: no answer came
+            raise ProbeError("connect", f"{type(e).__name__}: {e}") from None
+        except OSError as e:
             raise ProbeError(failure_reason(e), f"{type(e).__name__}: {e}") from None
         finally:
             phases.export(ctx)
@@ -390,54 +480,74 @@ class HttpProber(Prober[HttpTarget]):
     async def _fetch_and_check(self, target: HttpTarget, ctx: ProbeContext, phases: PhaseTimer) -> None:
         import httpx
 
-        auth = await self._auth(target, ctx)
-        ssl_context = await target.tls.load_ssl_context(ctx)
-        headers = {"Accept-Encoding": ACCEPT_ENCODING, **target.headers, **await self._secret_headers(target, ctx)}
-        # trust_env=False: no proxy variables and no .netrc; the probe measures the endpoint itself.
-        async with httpx.AsyncClient(verify=ssl_context, timeout=httpx.Timeout(ctx.remaining()),
-                                     trust_env=False, follow_redirects=False) as client:
-            request = client.build_request(target.method, target.url, headers=headers, content=target.body,
-                                           extensions={"trace": phases})
-            response = await client.send(request, auth=auth, stream=True)
-            try:
-                redirects = 0
-                while target.follow_redirects and response.next_request is not None and redirects < target.max_redirects:
-                    ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code}, redirected to {response.next_request.url}")
-                    await response.aclose()
-                    redirects += 1
-                    response = await client.send(self._without_own_headers(target, request, response.next_request, ctx), stream=True)
-                ctx.set("http_redirects", redirects)
-                ctx.set("http_status_code", response.status_code)
-                ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code} {response.http_version}")
-                self._export_connection(response, ctx)
+        headers = {"User-Agent": f"stackprobe/{stackprobe.__version__}", "Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING,
+                   **target.headers, **await self._secret_headers(target, ctx)}
+        if target.username is not None:
+            credentials = f"{target.username}:{await target.read_password(ctx) or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
+        request = Request(target.method, httpx.URL(target.url), {name.lower(): (name, value) for name, value in headers.items()},
+                          None if target.body is None else target.body.encode())
+        response = await self._send(request, target.tls, phases, ctx)
+        try:
+            redirects = 0
+            while target.follow_redirects and (location := response.next_location) is not None and redirects < target.max_redirects:
+                request = response.request.redirected(response.status_code, location, target.own_headers)
+                ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code}, redirected to {request.url}")
+                response.close()
+                redirects += 1
+                response = await self._send(request, target.tls, phases, ctx)
+            ctx.set("http_redirects", redirects)
+            ctx.set("http_status_code", response.status_code)
+            ctx.log(f"{request.method} {request.url} -> {response.status_code} {response.http_version}")
+            self._export_connection(response, ctx)
+            with phases.timing("transfer"):
                 body = await self._read_body(response, target.max_body_bytes)
-                ctx.set("http_response_size_bytes", body.size)
-                ctx.log(f"read {body.size} body bytes, kept {len(body.kept)}")
-            finally:
-                await response.aclose()
-        if target.follow_redirects and response.next_request is not None:
-            raise ProbeError("status", f"more than {target.max_redirects} redirects (max_redirects); the last was {response.status_code} to {response.next_request.url}")
+            ctx.set("http_response_size_bytes", body.size)
+            ctx.log(f"read {body.size} body bytes, kept {len(body.kept)}")
+        finally:
+            response.close()
+        if target.follow_redirects and response.next_location is not None:
+            raise ProbeError("status", f"more than {target.max_redirects} redirects (max_redirects); the last was {response.status_code} to {response.next_location}")
         await self._check(target, response, body, ctx)
         ctx.set("http_up", 1)
 
     @staticmethod
-    def _without_own_headers(target: HttpTarget, first: "httpx.Request", redirect: "httpx.Request", ctx: ProbeContext) -> "httpx.Request":
-        """The redirect's request, minus the configured headers if it leaves the configured URL's
-        origin (httpx itself drops only Authorization): an X-Api-Key must not reach another host."""
-        if not same_origin(first.url, redirect.url):
-            dropped = [name for name in target.own_headers if name in redirect.headers]
-            for name in dropped:
-                del redirect.headers[name]
-            if dropped:
-                ctx.log(f"redirect to another origin: configured headers {', '.join(dropped)} not sent")
-        return redirect
+    async def _send(request: Request, tls: TLSClientConfig, phases: PhaseTimer, ctx: ProbeContext) -> Response:
+        """Sends the request over a new connection; returns once the response head is in."""
+        import h11
+
+        host = request.url.raw_host.decode("ascii")
+        ssl_context = await tls.load_ssl_context(ctx) if request.url.scheme == "https" else None
+        with phases.timing("connect"):  # no lookup for an IP literal: asyncio sees it is one
+            reader, writer = await asyncio.open_connection(host, request.url.port or _DEFAULT_PORTS[request.url.scheme])
+        try:
+            if ssl_context is not None:
+                with phases.timing("tls"):  # bounded by the probe's timeout, not asyncio's 60 s
+                    await writer.start_tls(ssl_context, server_hostname=host, ssl_handshake_timeout=ctx.remaining() + 1)
+            connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+            with phases.timing("request"):
+                data = connection.send(request.head())
+                if request.body:
+                    data += connection.send(h11.Data(data=request.body))
+                writer.write(data + connection.send(h11.EndOfMessage()))
+                await writer.drain()
+            with phases.timing("first_byte"):
+                while not isinstance(head := await next_event(connection, reader), h11.Response):
+                    if isinstance(head, h11.ConnectionClosed):
+                        raise h11.RemoteProtocolError("the server closed the connection without answering")
+                    # else an InformationalResponse (1xx): the answer is still to come
+            return Response(request, head.status_code, f"HTTP/{head.http_version.decode('ascii')}", list(head.headers),
+                            connection, reader, writer)
+        except BaseException:
+            writer.close()
+            raise
 
     @staticmethod
-    async def _read_body(response: "httpx.Response", limit: int) -> BodyBuffer:
+    async def _read_body(response: Response, limit: int) -> BodyBuffer:
         """The body, decoded with a bounded step; the first `limit` decoded bytes are kept."""
-        decoder = BoundedDecoder(response.headers.get("Content-Encoding", ""))
+        decoder = BoundedDecoder(response.header(b"content-encoding") or "")
         body = BodyBuffer(limit)
-        async for chunk in response.aiter_raw():
+        async for chunk in response.raw_chunks():
             for piece in decoder.decode(chunk):
                 body.feed(piece)
                 if len(piece) == DECODE_STEP:  # a chunk that expands a lot: let others run, and the timeout land
@@ -452,19 +562,9 @@ class HttpProber(Prober[HttpTarget]):
         return target.secret_headers()
 
     @staticmethod
-    async def _auth(target: HttpTarget, ctx: ProbeContext) -> "httpx.BasicAuth | None":
-        """Basic auth with the password read now, so a rotated secret is used at the next probe."""
-        import httpx
-
-        if target.username is None:
-            return None
-        return httpx.BasicAuth(target.username, await target.read_password(ctx) or "")
-
-    @staticmethod
-    def _export_connection(response: "httpx.Response", ctx: ProbeContext) -> None:
+    def _export_connection(response: Response, ctx: ProbeContext) -> None:
         """HTTP/TLS versions and the certificate expiry, read while the connection is open."""
-        stream = response.extensions.get("network_stream")
-        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        ssl_object = response.writer.get_extra_info("ssl_object")
         tls_version = (ssl_object.version() or "") if ssl_object is not None else ""
         ctx.set("http_version_info", 1, http_version=response.http_version, tls_version=tls_version)
         if ssl_object is not None:
@@ -475,7 +575,7 @@ class HttpProber(Prober[HttpTarget]):
                 ctx.log(f"{tls_version}, {len(certs)} certificate(s) served, earliest NotAfter {earliest.isoformat()}")
 
     @staticmethod
-    async def _check(target: HttpTarget, response: "httpx.Response", body: BodyBuffer, ctx: ProbeContext) -> None:
+    async def _check(target: HttpTarget, response: Response, body: BodyBuffer, ctx: ProbeContext) -> None:
         code = response.status_code
         if not (code in target.valid_status_codes if target.valid_status_codes else 200 <= code < 300):
             expected = ", ".join(map(str, target.valid_status_codes)) or "2xx"
@@ -484,7 +584,7 @@ class HttpProber(Prober[HttpTarget]):
         if target.body_regex is not None:
             try:
                 found = await ctx.off_loop("body_regex", search_body, target.body_regex, kept,
-                                           response.encoding or "utf-8", ctx.remaining())
+                                           response.encoding, ctx.remaining())
             except TimeoutError:
                 raise ProbeError("timeout", f"body_regex {target.body_regex!r} still searching when the timeout expired{body.note()}") from None
             if not found:
