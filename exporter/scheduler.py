@@ -67,8 +67,9 @@ async def run_probe(target: TargetConfig, prober_name: str) -> Outcome:
 def next_result(outcome: Outcome, target: TargetConfig, prober_name: str, previous: TargetResult | None) -> TargetResult:
     """The TargetResult after `previous` (None: the first, counters from zero) and this outcome.
 
-    The scheduler calls it in a worker thread: rendering a large result's exposition (~25 ms at
-    2,000 MySQL tables) must not stall the event loop, where other probes are being timed.
+    Called off the event loop (the schedule's worker thread, /probe's request thread): rendering
+    a large result's exposition (~25 ms at 2,000 MySQL tables) must not stall the event loop,
+    where other probes are being timed.
     """
     if previous is not None and previous.target != target and keeps_counters(previous.target, target):
         previous = replace(previous, target=target)
@@ -149,11 +150,13 @@ class Scheduler:
         # not cancel a probe the other is waiting for.
         return await asyncio.shield(running[1])
 
-    async def probe_now(self, target: TargetConfig) -> TargetResult:
-        """/probe: this target's result from a probe that finishes now (counters from zero);
-        it shares the scheduled probe if one is running."""
+    async def probe_now(self, target: TargetConfig) -> tuple[Outcome, str]:
+        """/probe: the outcome of a probe that finishes now (it shares the scheduled probe if one
+        is running) and the prober's name. The caller renders it (next_result with no previous
+        result: counters from zero) in /probe's request thread, which is off the loop already:
+        no thread started per call for it."""
         prober_name = self.config.prober_of(target)
-        return await asyncio.to_thread(next_result, await self._probe(target, prober_name), target, prober_name, None)
+        return await self._probe(target, prober_name), prober_name
 
     async def _loop(self, target: TargetConfig, prober_name: str) -> None:
         loop = asyncio.get_running_loop()

@@ -25,7 +25,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import stackprobe
 
 from .collector import GZIP_LEVEL, TEXT, Format, MetricsPage, join, negotiate
-from .scheduler import Scheduler
+from .scheduler import Scheduler, next_result
 from .webconfig import WebConfigSource, WebState
 
 log = logging.getLogger("stackprobe.server")
@@ -112,10 +112,11 @@ class ExporterApp:
             return _text(respond, "400 Bad Request", f"unknown target {name!r}: /probe only runs targets named in the config\n")
         future = asyncio.run_coroutine_threadsafe(self.scheduler.probe_now(target), self.loop)
         try:
-            result = future.result(timeout=target.timeout + 5)
+            outcome, prober_name = future.result(timeout=target.timeout + 5)
         except TimeoutError:
             future.cancel()
             return _text(respond, "504 Gateway Timeout", f"probe of {name!r} did not finish\n")
+        result = next_result(outcome, target, prober_name, None)
         if (query.get("debug") or [""])[0].lower() == "true":
             body = "Logs for the probe:\n" + "\n".join(result.log) + "\n\nMetrics that would have been returned:\n"
             return _text(respond, "200 OK", body + join([result.pieces], TEXT).decode())
