@@ -20,6 +20,8 @@ from fixtures.net import wait_until
 from fixtures.probing import probe_result
 from fixtures.redis_server import resp
 
+PONG = resp("PONG")
+
 
 def config(*targets: dict) -> str:
     """Exporter YAML with the given redis targets (service and a 1 s interval filled in)."""
@@ -128,6 +130,33 @@ def test_the_probers_own_lookups_are_counted_so_rules_can_subtract_them(make_red
         assert (lookups(result, "hit"), lookups(result, "miss")) == (4 * probes_before, 1 * probes_before)
         assert own(result, "keyspace_hits_total") - lookups(result, "hit") == 3
         assert own(result, "keyspace_misses_total") - lookups(result, "miss") == 1
+
+
+def test_a_lookup_cut_off_by_the_timeout_is_still_counted_as_the_probers_own(fake_redis):
+    """The server counts a lookup once it has the command, answered or not; so must the prober,
+    or the rules would take it for an application's (an idle cache read as a 0 % hit ratio).
+    Unanswered, it is counted as a miss: the rules subtract own hits from the hits only, so an
+    unknown can raise the applications' ratio, never fake a low one."""
+    slow = {"TYPE": True}
+
+    def reply(words: list[bytes]) -> bytes:
+        if words[0] == b"TYPE" and slow["TYPE"]:
+            time.sleep(1.5)  # past the probe's 0.5 s timeout: the probe gives up first
+        return {b"PING": PONG, b"INFO": resp(b"redis_version:7.0.0\r\n"), b"TYPE": resp("none")}[words[0]]
+
+    peer = fake_redis(reply)
+    target = {"name": "cut-off", "url": peer.url, "timeout": "500ms", "keys": [{"key": "q"}]}
+    lookups = lambda r, result: r.samples[("stackprobe_redis_probe_lookups_total", (("result", result),))]  # noqa: E731
+    cut_off = probe_now(target)
+    assert (cut_off.success, cut_off.reason) == (False, "timeout"), cut_off.message
+    wait_until(lambda: [w[0] for w in peer.commands].count(b"TYPE") == 1, timeout=10, what="the TYPE at the server")
+    slow["TYPE"] = False
+    answered = probe_now(target)
+    assert answered.success, answered.message
+    received = [w[0] for w in peer.commands].count(b"TYPE")
+    assert received == 2
+    # Exported before this probe's own TYPE: the one the server received from the cut-off probe.
+    assert (lookups(answered, "hit"), lookups(answered, "miss")) == (0, 1)
 
 
 def test_pattern_counts_are_exact_and_a_small_budget_reports_truncation(start_exporter, redis_server):
@@ -352,9 +381,6 @@ def test_a_server_without_hello_is_probed_over_resp2_with_password_and_acl_user(
         result = probe_now({**target, "keys": [{"key": "queue"}], "patterns": [{"pattern": "q*"}]})
         assert result.success, result.message
         assert result.samples[("stackprobe_redis_key_length", (("db", "0"), ("key", "queue"), ("type", "list")))] == 2
-
-
-PONG = resp("PONG")
 
 
 def info_reply(text: bytes):

@@ -269,8 +269,14 @@ class _Session:
         self.conn, self.ctx, self.where, self.lookups = conn, ctx, where, lookups
 
     async def command(self, *args: Any) -> Any:
+        self._check_deadline(args[0])
+        return await self._send_and_read(args)
+
+    def _check_deadline(self, command: str) -> None:
         if time.monotonic() >= self.ctx.deadline:
-            raise ProbeError("timeout", f"{self.where}: {args[0]} not sent: the probe's timeout expired")
+            raise ProbeError("timeout", f"{self.where}: {command} not sent: the probe's timeout expired")
+
+    async def _send_and_read(self, args: tuple[Any, ...]) -> Any:
         await self.conn.send_packed_command(self.conn.pack_command(*args), check_health=False)
         return await self.conn.read_response()
 
@@ -304,10 +310,21 @@ class _Session:
         return reply[0], reply[1]
 
     async def lookup(self, *args: Any) -> Any:
-        """A command that reads a key: Redis counts it in keyspace_hits/misses, and so do we."""
-        reply = await self.command(*args)
+        """A command that reads a key: Redis counts it in keyspace_hits/misses, and so do we.
+
+        Counted before it is sent, as a miss until its reply says hit: a probe cut off by its
+        timeout before the reply still had the lookup counted by Redis, and leaving it out would read
+        as an application lookup (a 0 % hit ratio on an idle cache). A miss, because the
+        rules subtract our hits from the hits only: an unknown counted as a miss can only
+        raise the applications' ratio, never fake a low one.
+        """
+        self._check_deadline(args[0])
+        self.lookups["miss"] += 1
+        reply = await self._send_and_read(args)
         # Only TYPE ever meets a missing key: a length command follows a TYPE that found it.
-        self.lookups["miss" if args[0] == "TYPE" and reply in (b"none", "none") else "hit"] += 1
+        if not (args[0] == "TYPE" and reply in (b"none", "none")):
+            self.lookups["miss"] -= 1
+            self.lookups["hit"] += 1
         return reply
 
 
