@@ -64,12 +64,19 @@ def _template_fields(record: logging.LogRecord, typed: bool) -> dict[str, object
                 try:
                     for (key, conversion, suffix), arg in zip(_FIELD_RE.findall(tail), args):
                         # %r was how a value got quotes before the formatter quoted; now it would double them.
-                        value = str(arg) if conversion == "%r" else conversion % (arg,)
+                        value = _text(arg) if conversion in ("%s", "%r") else conversion % (arg,)
                         out[key] = _typed(arg, value) if typed and not suffix else value + suffix
                     return out
                 except (TypeError, ValueError):
                     pass  # an argument that does not fit its conversion: keep the message whole
     return {"msg": record.getMessage()}
+
+
+def _text(arg: object) -> str:
+    """A %s/%r value as logfmt writes it: bools as true/false, the way the Go exporters log them."""
+    if isinstance(arg, bool):
+        return "true" if arg else "false"
+    return str(arg)
 
 
 def _typed(arg: object, text: str) -> object:

@@ -139,7 +139,7 @@ def test_json_keeps_numbers_and_bools_while_logfmt_writes_text():
     assert fields["targets"] == 8 and fields["tls"] is True and fields["ratio"] == 0.5
     assert fields["source"] == "a.yml" and fields["duration"] == "0.250s"  # a unit keeps it text
     text = parse_logfmt(logs.LogfmtFormatter().format(record))
-    assert text["targets"] == "8" and text["ratio"] == "0.50"
+    assert text["targets"] == "8" and text["ratio"] == "0.50" and text["tls"] == "true"
     nan = json.loads(logs.JSONFormatter().format(_record("x value=%s", float("nan"))))
     assert nan["value"] == "nan"  # JSON has no NaN: kept as text rather than invalid output
 
