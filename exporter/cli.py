@@ -111,8 +111,9 @@ def run(config_file: Path | None = None, listen_address: str = DEFAULT_LISTEN_AD
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
 @_shard_option
 @click.option("--secrets", type=click.Choice(["warn", "require"]), default="warn", show_default=True,
-              help="An unset password_env or unreadable password_file: a warning (checking a file on a machine "
-                   "without its secrets, such as CI) or an error, exit 2, as `run` always treats it.")
+              help="A secret that is not there (an unset password_env or headers_from env, an unreadable "
+                   "password_file or headers_from file): a warning (checking a file on a machine without its "
+                   "secrets, such as CI) or an error, exit 2, as `run` always treats it.")
 def check_config(config_file: Path, shard: Shard = Shard(), secrets: str = "warn") -> None:
     """Validate CONFIG_FILE and list its targets (with --shard: those that shard owns); exit 2 with
     file:line: field errors if invalid."""

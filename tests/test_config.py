@@ -218,3 +218,18 @@ def test_keeps_counters_only_for_schedule_changes(tmp_path):
     assert config.keeps_counters(old, config.parse(write(tmp_path, text.replace("30s", "1m"))).targets[0])
     assert not config.keeps_counters(old, config.parse(write(tmp_path, text.replace(":1/", ":2/"))).targets[0])
     assert not config.keeps_counters(old, config.parse(write(tmp_path, text.replace("service: s", "service: t"))).targets[0])
+
+
+def test_check_config_treats_a_missing_headers_from_secret_like_a_missing_password(tmp_path):
+    """--secrets covers every secret source its help names: headers_from's env and file too."""
+    path = write(tmp_path, "http:\n  - name: api\n    service: s\n    url: 'http://127.0.0.1:1/'\n"
+                           "    headers_from:\n      X-Api-Key: {env: STACKPROBE_UNSET_KEY}\n"
+                           f"      X-Token: {{file: {tmp_path / 'absent'}}}\n")
+    command = [sys.executable, "-m", "stackprobe.exporter", "check-config"]
+    lenient = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=60)
+    assert lenient.returncode == 0, lenient.stderr
+    assert "STACKPROBE_UNSET_KEY (env) is not set" in lenient.stderr and "absent is not readable" in lenient.stderr
+    strict = subprocess.run([*command, "--secrets=require", str(path)], capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 2 and f"error: {path}:6: http[0].headers_from.X-Api-Key" in strict.stderr, strict.stderr
+    help_text = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60).stdout
+    assert "headers_from" in help_text
