@@ -14,6 +14,7 @@ import yaml
 
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter.config import parse
+from stackprobe.exporter.probers import redis as redis_prober
 from stackprobe.exporter.snapshot import TargetResult
 
 from fixtures.net import wait_until
@@ -404,6 +405,18 @@ def test_hostile_servers_fail_with_a_named_reason(fake_redis, name, reply, reaso
     result = probe_now({"name": name, "url": peer.url, "patterns": [{"pattern": "*"}], "keys": [{"key": "q"}]})
     assert (result.success, result.reason) == (False, reason), result.message
     assert says in result.message
+
+
+def test_a_reply_over_the_cap_is_refused_not_buffered(fake_redis, monkeypatch):
+    """An endless bulk string (here 4 MiB against a 1 MiB cap) ends the probe with reason query
+    once the cap is read, instead of being buffered whole until the timeout."""
+    monkeypatch.setattr(redis_prober, "MAX_REPLY_BYTES", 1 << 20)
+    peer = fake_redis(lambda words: PONG if words[0] == b"PING" else resp(b"x" * (4 << 20)))
+    result = probe_now({"name": "huge", "url": peer.url})
+    assert (result.success, result.reason) == (False, "query"), result.message
+    assert "a reply over 1 MiB, refused" in result.message
+    monkeypatch.setattr(redis_prober, "MAX_REPLY_BYTES", 8 << 20)
+    assert probe_now({"name": "huge", "url": peer.url}).success  # within the cap: an INFO like any other
 
 
 def test_nonsense_info_values_are_skipped_not_fatal(fake_redis):

@@ -7,8 +7,9 @@ straight to the connection rather than through redis-py's client, whose per-comm
 locking and reply callbacks cost more CPU than the SCAN loop itself (bench/redis_http_cost.py).
 
 RESP2, not redis-py's default RESP3: servers before 6.0 (and compatible servers) know no HELLO.
-Replies are checked for their shape here, so a server that answers something other than Redis
-protocol fails the probe with reason `query`, never a traceback.
+Replies are checked for their shape here, and each is capped at MAX_REPLY_BYTES, so a server
+that answers something other than Redis protocol fails the probe with reason `query`, never a
+traceback or a gigabyte buffered.
 
 Timeouts: the scheduler cancels a probe at its timeout, and every command first checks the
 deadline itself, and so does connecting (TCP, TLS, AUTH and SELECT). redis-py's socket timeouts,
@@ -25,6 +26,7 @@ imported at the first probe, so an exporter without Redis targets never loads it
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import time
@@ -46,6 +48,11 @@ if TYPE_CHECKING:
 
 #: TYPE reply -> the command that gives that type's length.
 LENGTH_COMMANDS = {"list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN", "string": "STRLEN"}
+
+#: The largest single reply a probe reads: a server answering with an endless bulk string would
+#: otherwise be buffered whole (hiredis has no cap) until the timeout, gigabytes on a fast link.
+#: INFO is a few KiB and a SCAN step of 1,000 keys some 100 KiB.
+MAX_REPLY_BYTES = 64 << 20
 
 #: Family (without prefix) -> INFO field copied as is.
 INFO_FIELDS = {
@@ -237,6 +244,7 @@ async def _connection(target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext
         db=endpoint.db, username=target.username, password=await target.read_password(ctx),
         protocol=2, socket_timeout=None, socket_connect_timeout=None, retry=Retry(NoBackoff(), 0),
         driver_info=None,  # no CLIENT SETINFO: two round trips per probe for nothing
+        parser_class=_bounded_parser_class(),
     )
     if endpoint.socket_path:
         return UnixDomainSocketConnection(path=endpoint.socket_path, **kwargs)
@@ -246,6 +254,41 @@ async def _connection(target: RedisTarget, endpoint: Endpoint, ctx: ProbeContext
     return Connection(host=endpoint.host, port=endpoint.port, **kwargs)
 
 
+@functools.cache
+def _bounded_parser_class() -> type:
+    """redis-py's hiredis parser, refusing a reply over MAX_REPLY_BYTES (AUTH and SELECT's too)."""
+    from redis._parsers import _AsyncHiredisParser
+    from redis.exceptions import InvalidResponse
+
+    class ReplyBudget:
+        """The connection's stream as the parser reads it, with a byte budget per reply."""
+
+        def __init__(self, stream: asyncio.StreamReader):
+            self.stream, self.left = stream, MAX_REPLY_BYTES
+
+        async def read(self, n: int) -> bytes:
+            if self.left <= 0:
+                raise InvalidResponse(f"a reply over {MAX_REPLY_BYTES >> 20} MiB, refused")
+            data = await self.stream.read(min(n, self.left))
+            self.left -= len(data)
+            return data
+
+        def __getattr__(self, name: str) -> Any:  # at_eof() and the rest, as they are
+            return getattr(self.stream, name)
+
+    class BoundedHiredisParser(_AsyncHiredisParser):
+        def on_connect(self, connection: Any) -> None:
+            super().on_connect(connection)
+            self._stream = ReplyBudget(self._stream)
+
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            self._stream.left = MAX_REPLY_BYTES
+            return await super().read_response(*args, **kwargs)
+
+    return BoundedHiredisParser
+
+
+@functools.cache
 def _tls_connection_class() -> type:
     """A Connection that uses our cached, off-loop-built SSLContext (TLSClientConfig) instead of
     redis-py's, which would read the CA and key files on the event loop at every connect."""
