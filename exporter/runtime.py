@@ -7,12 +7,16 @@ SIGTERM and SIGINT stop the server and cancel every probe, then return.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import functools
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from stackprobe.configsource import ConfigError
@@ -29,31 +33,70 @@ from .webconfig import WebConfig, WebConfigSource
 log = logging.getLogger("stackprobe")
 
 
-class DaemonThreadExecutor(concurrent.futures.ThreadPoolExecutor):
-    """asyncio's default executor, each call in a daemon thread of its own, never joined.
+#: At most this many name lookups run at once; more wait for one to end. A hung resolver then
+#: holds this many threads, not one more per lookup of every probe that needs a name.
+MAX_LOOKUP_THREADS = 16
 
-    getaddrinfo (every name httpx, redis or open_connection resolves) and asyncio.to_thread run
-    there; a pool's threads are joined when asyncio.run ends and again at interpreter exit, so one
-    lookup hung on a broken resolver would keep SIGTERM from ending the process. asyncio accepts
-    only a ThreadPoolExecutor as default executor, hence the subclass; it starts no pool threads.
+
+class DaemonThreadExecutor(concurrent.futures.ThreadPoolExecutor):
+    """asyncio's default executor, its calls in daemon threads, never joined.
+
+    getaddrinfo (every name redis or open_connection resolves) and asyncio.to_thread run there; a
+    pool's threads are joined when asyncio.run ends and again at interpreter exit, so one lookup
+    hung on a broken resolver would keep SIGTERM from ending the process. asyncio accepts only a
+    ThreadPoolExecutor as default executor, hence the subclass; it starts no pool threads.
+
+    Two lanes: name lookups share at most MAX_LOOKUP_THREADS threads (a lookup whose probe gave
+    up while it waited is skipped); anything else, the scheduler's own rendering included, gets a
+    thread of its own at once, so a hung resolver never delays a result being published.
     """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self._lock = threading.Lock()
+        self._lookups: collections.deque[tuple[concurrent.futures.Future, Callable[[], Any]]] = collections.deque()
+        self._lookup_threads = 0
 
     def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:  # type: ignore[override]
         future: concurrent.futures.Future = concurrent.futures.Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as e:  # handed to the awaiting coroutine
-                future.set_exception(e)
-
-        threading.Thread(target=work, name=f"executor-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+        call = functools.partial(fn, *args, **kwargs)
+        if fn is not socket.getaddrinfo and fn is not socket.getnameinfo:
+            self._start(lambda: _settle(future, call), getattr(fn, "__name__", "call"))
+            return future
+        with self._lock:
+            self._lookups.append((future, call))
+            start = self._lookup_threads < MAX_LOOKUP_THREADS
+            self._lookup_threads += start
+        if start:
+            self._start(self._run_lookups, "lookup")
         return future
+
+    @staticmethod
+    def _start(work: Callable[[], None], name: str) -> None:
+        threading.Thread(target=work, name=f"executor-{name}", daemon=True).start()
+
+    def _run_lookups(self) -> None:
+        """One lookup thread: runs waiting lookups until none is left."""
+        while True:
+            with self._lock:
+                if not self._lookups:
+                    self._lookup_threads -= 1
+                    return
+                future, call = self._lookups.popleft()
+            _settle(future, call)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Nothing to join: a call still running is left to end with the process."""
+
+
+def _settle(future: concurrent.futures.Future, call: Callable[[], Any]) -> None:
+    """Run call for future, unless whoever waited for it gave up (cancelled) first."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(call())
+    except BaseException as e:  # handed to the awaiting coroutine
+        future.set_exception(e)
 
 
 class Exporter:

@@ -7,12 +7,17 @@ ever on a broken resolver; a supervisor would then SIGKILL an exporter that was 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+
+from stackprobe.exporter.runtime import MAX_LOOKUP_THREADS, DaemonThreadExecutor
 
 from fixtures.net import free_port, wait_for_port, wait_until
 
@@ -50,3 +55,34 @@ def test_sigterm_exits_while_a_dns_lookup_hangs(tmp_path: Path):
         proc.kill()
         proc.wait()
     assert "reason=timeout" in log.read_text()
+
+
+def test_hung_lookups_hold_a_bounded_number_of_threads_and_never_delay_other_work(monkeypatch):
+    """Every probe of a name on a hung resolver asks for a lookup; they share MAX_LOOKUP_THREADS
+    threads (the rest wait, and are skipped once their probe gave up), while other executor work
+    (the scheduler rendering a result) still gets a thread at once."""
+    release = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "dns-hangs.invalid":
+            release.wait()
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    lookup_threads = lambda: sum(t.name == "executor-lookup" for t in threading.enumerate())  # noqa: E731
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(DaemonThreadExecutor())
+        hung = [asyncio.create_task(asyncio.wait_for(loop.getaddrinfo("dns-hangs.invalid", 80), 0.5))
+                for _ in range(3 * MAX_LOOKUP_THREADS)]
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "rendered"), 10) == "rendered"
+        results = await asyncio.gather(*hung, return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in results)
+        assert lookup_threads() == MAX_LOOKUP_THREADS
+        release.set()  # the resolver answers: the lookups nobody waits for any more are skipped
+        wait_until(lambda: lookup_threads() == 0, timeout=10, what="the lookup threads to end")
+        assert await loop.getaddrinfo("127.0.0.1", 80)  # and lookups work again
+
+    asyncio.run(main())
