@@ -517,13 +517,22 @@ class HttpProber(Prober[HttpTarget]):
         import h11
 
         host = request.url.raw_host.decode("ascii")
-        ssl_context = await tls.load_ssl_context(ctx) if request.url.scheme == "https" else None
-        with phases.timing("connect"):  # no lookup for an IP literal: asyncio sees it is one
-            reader, writer = await asyncio.open_connection(host, request.url.port or _DEFAULT_PORTS[request.url.scheme])
+        # The TLS files are checked (a worker thread when there are files) while TCP connects.
+        ssl_context = asyncio.ensure_future(tls.load_ssl_context(ctx)) if request.url.scheme == "https" else None
+        try:
+            with phases.timing("connect"):  # no lookup for an IP literal: asyncio sees it is one
+                reader, writer = await asyncio.open_connection(host, request.url.port or _DEFAULT_PORTS[request.url.scheme])
+        except BaseException:
+            # The connect failure is the one reported: the TLS files' check is dropped, cancelled
+            # or, if it ended already, its outcome taken so that asyncio does not log it.
+            if ssl_context is not None and not ssl_context.cancel() and not ssl_context.cancelled():
+                ssl_context.exception()
+            raise
         try:
             if ssl_context is not None:
+                context = await ssl_context
                 with phases.timing("tls"):  # bounded by the probe's timeout, not asyncio's 60 s
-                    await writer.start_tls(ssl_context, server_hostname=host, ssl_handshake_timeout=ctx.remaining() + 1)
+                    await writer.start_tls(context, server_hostname=host, ssl_handshake_timeout=ctx.remaining() + 1)
             connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
             with phases.timing("request"):
                 data = connection.send(request.head())
