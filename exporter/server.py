@@ -196,6 +196,9 @@ Config: <code>{source}</code></p>
 class _QuietHandler(WSGIRequestHandler):
     #: Seconds a client may stay silent before its connection is dropped (slow-loris guard).
     timeout = 30
+    #: Buffered: the status line, each header and the body go out in one send when the response
+    #: ends, not one send each (socketserver's default is unbuffered).
+    wbufsize = -1
 
     def log_message(self, format: str, *args) -> None:
         log.debug("http %s %s", self.address_string(), format % args)
