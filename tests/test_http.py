@@ -478,3 +478,31 @@ def test_a_peer_that_does_not_speak_http_is_connect() -> None:
         listener.close()
     assert (result.success, result.reason) == (False, "connect"), result.message
     assert "RemoteProtocolError" in result.message
+
+
+def test_redirect_rules() -> None:
+    """httpx's rules, kept by the prober's own redirect handling: 303 (and 302, and 301 after a
+    POST) become a GET without the body; Authorization survives only the same origin or an
+    http -> https upgrade of the host; configured headers only the same origin."""
+    import httpx
+
+    from stackprobe.exporter.probers.base import ProbeError
+    from stackprobe.exporter.probers.http import Request
+
+    headers = {"authorization": ("Authorization", "Basic x"), "x-api-key": ("X-Api-Key", "k"), "accept": ("Accept", "*/*")}
+    post = Request("POST", httpx.URL("http://app.example/login"), headers, b"ping")
+    own = ["X-Api-Key"]
+    kept = post.redirected(307, "/next", own)
+    assert (kept.method, kept.body, str(kept.url), set(kept.headers)) == ("POST", b"ping", "http://app.example/next", set(headers))
+    for status in (301, 302, 303):
+        assert (post.redirected(status, "/next", own).method, post.redirected(status, "/next", own).body) == ("GET", None)
+    upgraded = post.redirected(308, "https://app.example/login", own)
+    assert set(upgraded.headers) == {"authorization", "accept"}
+    elsewhere = post.redirected(302, "http://other.example/", own)
+    assert set(elsewhere.headers) == {"accept"}
+    other_port = post.redirected(302, "https://app.example:8443/", own)
+    assert set(other_port.headers) == {"accept"}
+    for location in ("ftp://app.example/", "http://[::1/"):
+        with pytest.raises(ProbeError) as e:
+            post.redirected(302, location, own)
+        assert e.value.reason == "status"
