@@ -79,6 +79,7 @@ def test_json_endpoint(start_exporter, http_server: HttpPeer) -> None:
     assert assert_phases(s)["tls"] == 0
     assert value(s, P + "http_request_duration_seconds_count") == 1
     assert {r.method for r in http_server.requests} == {"GET"}
+    assert {r.headers["connection"] for r in http_server.requests} == {"close"}  # one request per connection
 
 
 @pytest.mark.parametrize(("valid", "up", "reasons"), [(None, 0, {"status": 1}), ([500, 503], 1, {})])

@@ -480,8 +480,9 @@ class HttpProber(Prober[HttpTarget]):
     async def _fetch_and_check(self, target: HttpTarget, ctx: ProbeContext, phases: PhaseTimer) -> None:
         import httpx
 
+        # Connection: close, as blackbox_exporter sends: the connection serves this request only.
         headers = {"User-Agent": f"stackprobe/{stackprobe.__version__}", "Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING,
-                   **target.headers, **await self._secret_headers(target, ctx)}
+                   "Connection": "close", **target.headers, **await self._secret_headers(target, ctx)}
         if target.username is not None:
             credentials = f"{target.username}:{await target.read_password(ctx) or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
