@@ -18,8 +18,8 @@ import yaml
 from prometheus_client.utils import floatToGoString
 
 from fixtures.exporter import RunningExporter, Series, parse_scrape
-from fixtures.http_servers import (BIG_BODY_BYTES, BOMB_BYTES, JSON_BODY, PASSWORD, USERNAME, HttpPeer, TlsPeer,
-                                   encoded_bodies)
+from fixtures.http_servers import (BIG_BODY_BYTES, BOMB_BYTES, JSON_BODY, PASSWORD, SESSION_COOKIE, USERNAME, HttpPeer,
+                                   TlsPeer, encoded_bodies)
 from fixtures.net import free_port, wait_until
 from fixtures.probing import probe_result
 from stackprobe.configsource import ConfigError
@@ -144,6 +144,38 @@ def test_redirect_chain(start_exporter, http_server: HttpPeer) -> None:
     assert value(s, P + "http_status_code") == 200
     assert value(s, P + "http_json_value", path="count") == 3
     assert {"/redirect/2", "/redirect/1", "/redirect/0"} <= {r.path for r in http_server.requests}
+
+
+def test_a_session_cookie_set_by_a_redirect_is_sent_on_and_never_shown(start_exporter, http_server: HttpPeer, caplog) -> None:
+    """login -> session: the second hop requires the cookie the first set (as blackbox_exporter's
+    per-probe jar); the cookie is in no log, page or metric, and the next probe starts without it."""
+    caplog.set_level(logging.DEBUG)
+    exporter = start_exporter(config_text({"name": "login", "url": http_server.url + "/login", "json_values": [{"path": "count"}]}))
+    for _ in range(2):
+        s = probe(exporter, "login")
+        assert errors(s) == {}
+        assert (value(s, P + "http_redirects"), value(s, P + "http_json_value", path="count")) == (1, 3)
+    logins = [r for r in http_server.requests if r.path == "/login"]
+    assert len(logins) >= 2 and not any("cookie" in r.headers for r in logins)  # a fresh jar each probe
+    assert {r.headers.get("cookie") for r in http_server.requests if r.path == "/session"} == {f"session={SESSION_COOKIE}"}
+    pages = [exporter.get(path).text for path in ("/probe?target=login&debug=true", "/", "/metrics")]
+    assert "Logs for the probe" in pages[0]
+    assert not [text for text in (*pages, caplog.text) if SESSION_COOKIE in text]
+
+
+def test_a_cookie_never_goes_to_another_host(http_server: HttpPeer) -> None:
+    """127.0.0.1 sets the cookie, gets it back on its next hop, then redirects to localhost (same
+    address, another host name): the cookie stays with its host, so the last hop is refused."""
+    other = HttpPeer()
+    try:
+        result = probe_target(url=f"{http_server.url}/login//elsewhere/http://localhost:{other.port}/session")
+        assert (result.success, result.reason, result.samples[(P + "http_status_code", ())]) == (False, "status", 401)
+        assert [r.headers.get("cookie") for r in http_server.requests] == [None, f"session={SESSION_COOKIE}"]
+        [foreign] = other.requests
+        assert foreign.path == "/session" and "cookie" not in foreign.headers
+        assert SESSION_COOKIE not in result.message
+    finally:
+        other.close()
 
 
 def test_redirect_loop_fails_with_status(start_exporter, http_server: HttpPeer) -> None:

@@ -7,7 +7,10 @@ lines here: httpx's client machinery (pool, auth flows, cookie jar, anyio) cost 
 probe's CPU for nothing a probe needs. Redirects are followed here, so that no response body,
 not even a redirect's, is ever read into memory beyond `max_body_bytes`. The prober only ever
 fetches the configured URL and the redirects its server sends: `/probe` takes a target name,
-never a URL. No cookie jar: a Set-Cookie of a redirect is not sent on.
+never a URL. Each probe has a fresh cookie jar (the stdlib's, as blackbox_exporter gives each
+probe Go's), so a redirect chain that sets a session cookie (login -> health) works; the jar's
+rules decide where a cookie goes (its host, or the domain it names, any port as RFC 6265 says;
+host-only cookies never to another host), cookies are never logged, and none outlives the probe.
 
 Phases (`stackprobe_http_phase_duration_seconds{phase}`), summed over the redirects of one probe:
 
@@ -48,6 +51,7 @@ import asyncio
 import base64
 import contextlib
 import email.message
+import http.cookiejar
 import json
 import os
 import socket
@@ -55,7 +59,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -139,7 +143,7 @@ class HttpTarget(SecretRef, TargetConfig):
     valid_status_codes: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list, description="Status codes that count as up; empty means any 2xx.")
     body_regex: str | None = Field(None, description="A regular expression the body (its first `max_body_bytes`) must contain a match for.")
     json_values: list[JsonValue] = Field(default_factory=list, description="JSON values of the body to export; a missing or non-numeric value fails the probe with reason `body`.")
-    follow_redirects: bool = Field(True, description="Follow redirects (up to `max_redirects`).")
+    follow_redirects: bool = Field(True, description="Follow redirects (up to `max_redirects`), with a cookie jar of the probe's own: a cookie a redirect sets goes on to the next hops to its host (a login -> health chain works).")
     max_redirects: int = Field(10, ge=0, description="More redirects than this fail the probe with reason `status`.")
     tls: TLSClientConfig = Field(default_factory=TLSClientConfig, description="TLS for https:// URLs: `ca_file`, `cert_file`/`key_file`, `verify` (false still exports the certificate's expiry).")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="Only this many bytes of the body are kept for `body_regex` and `json_values`; the rest is read, counted and discarded.")
@@ -345,11 +349,13 @@ class Request:
     #: lower-case name -> (name as configured, value); Host and Content-Length are added when sent.
     headers: dict[str, tuple[str, str]]
     body: bytes | None
+    #: Headers of this request only, never carried to a redirect's: the cookie jar's Cookie.
+    unredirected: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def head(self) -> "h11.Request":
         import h11
 
-        headers = {"host": ("Host", self.url.netloc.decode("ascii")), **self.headers}
+        headers = {"host": ("Host", self.url.netloc.decode("ascii")), **self.unredirected, **self.headers}
         if self.body is not None or self.method in _BODY_METHODS:
             headers["content-length"] = ("Content-Length", str(len(self.body or b"")))
         return h11.Request(method=self.method, target=self.url.raw_path, headers=list(headers.values()))
@@ -375,6 +381,59 @@ class Request:
             if not https_upgrade(self.url, url):
                 headers.pop("authorization", None)
         return Request(method, url, headers, self.body if method == self.method else None)
+
+
+#: Host-only cookies (no Domain attribute) go back to their host only, not to its subdomains (RFC
+#: 6265, and Go's cookiejar); no third-party blocking, as in blackbox_exporter.
+COOKIE_POLICY = http.cookiejar.DefaultCookiePolicy(strict_ns_domain=http.cookiejar.DefaultCookiePolicy.DomainStrictNonDomain)
+
+
+class CookieRequest:
+    """A Request as http.cookiejar sees one (the part of urllib.request.Request's interface it uses)."""
+
+    unverifiable = False  # see COOKIE_POLICY
+
+    def __init__(self, request: Request):
+        self._request = request
+
+    @property
+    def type(self) -> str:
+        return self._request.url.scheme
+
+    @property
+    def host(self) -> str:
+        return self._request.url.netloc.decode("ascii")
+
+    @property
+    def origin_req_host(self) -> str:
+        return self._request.url.host
+
+    def get_full_url(self) -> str:
+        return str(self._request.url)
+
+    def has_header(self, name: str) -> bool:
+        return name.lower() in self._request.headers or name.lower() in self._request.unredirected
+
+    def get_header(self, name: str, default: str | None = None) -> str | None:
+        pair = self._request.headers.get(name.lower()) or self._request.unredirected.get(name.lower())
+        return pair[1] if pair else default
+
+    def add_unredirected_header(self, name: str, value: str) -> None:
+        self._request.unredirected[name.lower()] = (name, value)
+
+
+class CookieResponse:
+    """A response head as http.cookiejar sees one: info() and its get_all()."""
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]):
+        self._headers = headers
+
+    def info(self) -> "CookieResponse":
+        return self
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        key = name.lower().encode("ascii")
+        return [v.decode("latin-1") for n, v in self._headers if n == key] or default
 
 
 async def next_event(connection: "h11.Connection", reader: asyncio.StreamReader) -> Any:
@@ -488,7 +547,8 @@ class HttpProber(Prober[HttpTarget]):
             headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
         request = Request(target.method, httpx.URL(target.url), {name.lower(): (name, value) for name, value in headers.items()},
                           None if target.body is None else target.body.encode())
-        response = await self._send(request, target.tls, phases, ctx)
+        jar = http.cookiejar.CookieJar(COOKIE_POLICY)
+        response = await self._send(request, jar, target.tls, phases, ctx)
         try:
             redirects = 0
             while target.follow_redirects and (location := response.next_location) is not None and redirects < target.max_redirects:
@@ -496,7 +556,7 @@ class HttpProber(Prober[HttpTarget]):
                 ctx.log(f"{response.request.method} {response.request.url} -> {response.status_code}, redirected to {request.url}")
                 response.close()
                 redirects += 1
-                response = await self._send(request, target.tls, phases, ctx)
+                response = await self._send(request, jar, target.tls, phases, ctx)
             ctx.set("http_redirects", redirects)
             ctx.set("http_status_code", response.status_code)
             ctx.log(f"{request.method} {request.url} -> {response.status_code} {response.http_version}")
@@ -513,9 +573,14 @@ class HttpProber(Prober[HttpTarget]):
         ctx.set("http_up", 1)
 
     @staticmethod
-    async def _send(request: Request, tls: TLSClientConfig, phases: PhaseTimer, ctx: ProbeContext) -> Response:
-        """Sends the request over a new connection; returns once the response head is in."""
+    async def _send(request: Request, jar: http.cookiejar.CookieJar, tls: TLSClientConfig, phases: PhaseTimer,
+                    ctx: ProbeContext) -> Response:
+        """Sends the request, with the jar's cookies for it, over a new connection; returns once
+        the response head is in and its cookies are in the jar."""
         import h11
+
+        if jar:  # the jar costs ~50 µs a hop even when empty, and most probes never see a cookie
+            jar.add_cookie_header(CookieRequest(request))
 
         host = request.url.raw_host.decode("ascii")
         # The TLS files are checked (a worker thread when there are files) while TCP connects.
@@ -546,7 +611,10 @@ class HttpProber(Prober[HttpTarget]):
                     if isinstance(head, h11.ConnectionClosed):
                         raise h11.RemoteProtocolError("the server closed the connection without answering")
                     # else an InformationalResponse (1xx): the answer is still to come
-            return Response(request, head.status_code, f"HTTP/{head.http_version.decode('ascii')}", list(head.headers),
+            headers = list(head.headers)
+            if any(name == b"set-cookie" for name, _ in headers):
+                jar.extract_cookies(CookieResponse(headers), CookieRequest(request))
+            return Response(request, head.status_code, f"HTTP/{head.http_version.decode('ascii')}", headers,
                             connection, reader, writer)
         except BaseException:
             writer.close()
