@@ -1,6 +1,7 @@
 """Renders /metrics from exposition pieces rendered once per probe result.
 
-A completed probe's series are rendered to exposition lines once, when its TargetResult is built
+A probe's series are rendered to exposition lines once: a prober's many-series families as the
+probe sets them (ProbeContext.set_many), the rest when its TargetResult is built
 (`render_result`); a scrape only joins the stored pieces per family under one HELP/TYPE, in
 metrics.FAMILIES order, so its cost is copying bytes rather than encoding series. The text format
 and OpenMetrics share the sample lines (stackprobe exports no timestamps, exemplars, `_created`
@@ -32,6 +33,7 @@ import stackprobe
 from . import metrics
 
 if TYPE_CHECKING:
+    from .probers.base import Labels, TargetConfig
     from .snapshot import Snapshot, TargetResult
 
 #: Family name -> its sample lines (UTF-8), as stored with a TargetResult.
@@ -41,7 +43,8 @@ Pieces = Mapping[str, bytes]
 GZIP_LEVEL = 6
 
 
-def _escape_label(value: str) -> str:
+def escape_label(value: str) -> str:
+    """A label value as both formats require: backslash, newline and double quote escaped."""
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return value
@@ -49,11 +52,32 @@ def _escape_label(value: str) -> str:
 
 def _labels(pairs: Iterable[tuple[str, str]]) -> str:
     """`a="x",b="y"` (no braces): label values escaped as both formats require."""
-    return ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs)
+    return ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs)
+
+
+def target_labels(target: TargetConfig) -> str:
+    """`service="...",target="..."`: the labels every series of the target starts with."""
+    return _labels((("service", target.service), ("target", target.name)))
 
 
 def _line(name: str, labels: str, value: float) -> str:
     return f"{name}{{{labels}}} {floatToGoString(value)}\n" if labels else f"{name} {floatToGoString(value)}\n"
+
+
+def render_samples(base: str, samples: Mapping[tuple[str, Labels], float]) -> dict[str, bytes]:
+    """Family -> the lines of these samples, each labelled `base` (target_labels) first."""
+    lines: dict[str, list[str]] = {}
+    # Label pairs repeat across series (schema, component, key names): escape each once.
+    pairs: dict[tuple[str, str], str] = {}
+    for (name, labels), value in samples.items():
+        text = [base]
+        for pair in labels:
+            rendered = pairs.get(pair)
+            if rendered is None:
+                rendered = pairs[pair] = f'{pair[0]}="{escape_label(pair[1])}"'
+            text.append(rendered)
+        lines.setdefault(name, []).append(f"{name}{{{','.join(text)}}} {floatToGoString(value)}\n")
+    return {name: "".join(text).encode() for name, text in lines.items()}
 
 
 @dataclass(frozen=True)
@@ -92,12 +116,13 @@ def negotiate(accept: str) -> Format:
 
 
 def render_result(result: TargetResult) -> dict[str, bytes]:
-    """The sample lines of one completed result, per family: rendered once, served many times."""
+    """Every family of one completed result: the probe bookkeeping and the histograms rendered
+    now, the prober's series (`result.series`) as the probe rendered them."""
     if result.finished_at is None:
         return {}
     lines: dict[str, list[str]] = {}
-    base = _labels((("service", result.target.service), ("target", result.target.name)))
-    probe = f'{base},prober="{_escape_label(result.prober)}"'
+    base = target_labels(result.target)
+    probe = f'{base},prober="{escape_label(result.prober)}"'
     p = metrics.PREFIX
 
     def add(name: str, labels: str, value: float) -> None:
@@ -111,16 +136,6 @@ def render_result(result: TargetResult) -> dict[str, bytes]:
     # Every reason is exported from the first probe on, so rate() sees the first error too.
     for reason in metrics.ERROR_REASONS:
         add(p + "probe_errors_total", f'{probe},reason="{reason}"', float(result.errors.get(reason, 0)))
-    # Label pairs repeat across series (schema, component, index names): escape each once.
-    pairs: dict[tuple[str, str], str] = {}
-    for (name, labels), value in result.samples.items():
-        text = [base]
-        for pair in labels:
-            rendered = pairs.get(pair)
-            if rendered is None:
-                rendered = pairs[pair] = f'{pair[0]}="{_escape_label(pair[1])}"'
-            text.append(rendered)
-        lines.setdefault(name, []).append(f"{name}{{{','.join(text)}}} {floatToGoString(value)}\n")
     for name, hist in result.histograms.items():
         out = lines.setdefault(name, [])
         for bound, count in zip(hist.bounds, hist.counts):
@@ -128,9 +143,7 @@ def render_result(result: TargetResult) -> dict[str, bytes]:
         out.append(_line(name + "_bucket", f'{base},le="+Inf"', hist.counts[-1]))
         out.append(_line(name + "_count", base, hist.counts[-1]))
         out.append(_line(name + "_sum", base, hist.total))
-    # Each family's lines freed once joined: at 10,000 tables they are ~13 MB of small strings,
-    # which would otherwise stand beside the joined text and its encoding.
-    return {name: "".join(lines.pop(name)).encode() for name in list(lines)}
+    return {name: "".join(text).encode() for name, text in lines.items()} | dict(result.series)
 
 
 def render_exporter_families(state: Mapping) -> dict[str, bytes]:

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from . import metrics
-from .collector import render_result
+from .collector import render_result, render_samples, target_labels
 from .probers.base import Labels, ProbeContext, TargetConfig
 
-#: After a failed probe, the last successful probe's samples stay exported through this many
+#: After a failed probe, the last successful probe's families stay exported through this many
 #: consecutive failed probes, then are dropped (see the README, "How probing works").
 KEEP_SAMPLES_THROUGH_FAILURES = 2
 
@@ -76,37 +78,48 @@ class TargetResult:
     duration: float = 0.0
     finished_at: float | None = None  # Unix time; None until the first probe completes
     last_success_at: float | None = None
-    #: What /metrics exports: this probe's samples, over the last success's while they are kept.
-    samples: Mapping[tuple[str, Labels], float] = field(default_factory=dict)
-    #: The samples of the last successful probe, while a failed probe may still export them.
-    kept_samples: Mapping[tuple[str, Labels], float] = field(default_factory=dict, repr=False)
+    #: The prober's families /metrics exports, family -> exposition lines: this probe's own,
+    #: over the last success's while they are kept (see completed()).
+    series: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    #: The families of the last successful probe, while a failed probe may still export them.
+    kept_series: Mapping[str, bytes] = field(default_factory=dict, repr=False)
     failures_in_a_row: int = 0
     log: tuple[str, ...] = ()
     errors: Mapping[str, int] = field(default_factory=dict)
     histograms: Mapping[str, Histogram] = field(default_factory=dict)
-    #: Family name -> this result's exposition lines, rendered once by completed().
+    #: Family name -> this result's exposition lines (series, bookkeeping, histograms): /metrics.
     pieces: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def samples(self) -> dict[tuple[str, Labels], float]:
+        """`series` parsed back: {(family, label pairs after service/target): value}. For tests
+        and debugging; /metrics serves the lines as they are."""
+        text = b"".join(self.series.values()).decode()
+        return {(sample.name, tuple((k, v) for k, v in sample.labels.items() if k not in metrics.TARGET_LABELS)): sample.value
+                for fam in text_string_to_metric_families(text) for sample in fam.samples}
 
     def completed(self, ctx: ProbeContext, *, success: bool, reason: str | None, message: str,
                   duration: float, finished_at: float) -> "TargetResult":
         """The next result after a probe finished; carries the counters and histograms forward.
 
-        A failed probe exports its own samples over those of the last successful probe, for at
-        most KEEP_SAMPLES_THROUGH_FAILURES failed probes in a row: one failed probe must neither
-        make a firing alert's series vanish (and the alert resolve) nor, if the failure lasts,
-        leave old values standing in for a target that no longer answers. The prober's `_up`
-        family is never kept: it says what this probe found, 0 if it found nothing.
+        A failed probe exports its own families over those of the last successful probe, family
+        by family (a family the failed probe set at all is its own, whole; the others are the last
+        success's), for at most KEEP_SAMPLES_THROUGH_FAILURES failed probes in a row: one failed
+        probe must neither make a firing alert's series vanish (and the alert resolve) nor, if the
+        failure lasts, leave old values standing in for a target that no longer answers. The
+        prober's `_up` family is never kept: it says what this probe found, 0 if it found nothing.
         """
-        own = ctx.samples  # not copied (~5 MB at 10,000 tables): the scheduler closed ctx to writes
+        own = ctx.pieces()  # the scheduler closed ctx to writes
         failures = 0 if success else self.failures_in_a_row + 1
         if success:
-            samples, kept = own, MappingProxyType(own)
+            series = kept = MappingProxyType(own)
         else:
-            kept = self.kept_samples if failures <= KEEP_SAMPLES_THROUGH_FAILURES else MappingProxyType({})
+            kept = self.kept_series if failures <= KEEP_SAMPLES_THROUGH_FAILURES else MappingProxyType({})
             up = metrics.up_family(self.prober)
-            samples = {key: value for key, value in kept.items() if key[0] != up} | own
-            if up is not None:
-                samples.setdefault((up, ()), 0.0)
+            exported = {name: piece for name, piece in kept.items() if name != up} | own
+            if up is not None and up not in exported:
+                exported |= render_samples(target_labels(self.target), {(up, ()): 0.0})
+            series = MappingProxyType(exported)
         errors = dict(self.errors)
         if reason:
             errors[reason] = errors.get(reason, 0) + 1
@@ -117,7 +130,7 @@ class TargetResult:
         result = replace(
             self, success=success, reason=reason, message=message, duration=duration,
             finished_at=finished_at, last_success_at=finished_at if success else self.last_success_at,
-            samples=MappingProxyType(samples), kept_samples=kept, failures_in_a_row=failures, log=tuple(ctx.log_lines),
+            series=series, kept_series=kept, failures_in_a_row=failures, log=tuple(ctx.log_lines),
             errors=MappingProxyType(errors), histograms=MappingProxyType(histograms),
         )
         pieces = render_result(result)

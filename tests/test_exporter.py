@@ -351,13 +351,15 @@ def test_label_values_are_escaped_in_both_formats():
     ctx = ProbeContext(target)
     awkward = 'queue "a"\\b\nc'
     ctx.set("redis_key_length", 3, db="0", key=awkward, type="list")
+    ctx.set_many("redis_db_keys", ("db",), [((awkward,), 1), (("0",), 2)])  # the path rendering lines at once
     result = TargetResult(target, "redis").completed(ctx, success=True, reason=None, message="", duration=0.1,
                                                      finished_at=time.time())
     page_text = join([result.pieces], TEXT).decode()
     page_om = (join([result.pieces], OPENMETRICS) + OPENMETRICS.eof).decode()
     for families in (text_string_to_metric_families(page_text), openmetrics_families(page_om)):
-        keys = {s.labels["key"] for fam in families for s in fam.samples if s.name == "stackprobe_redis_key_length"}
-        assert keys == {awkward}
+        samples = [s for fam in families for s in fam.samples]
+        assert {s.labels["key"] for s in samples if s.name == "stackprobe_redis_key_length"} == {awkward}
+        assert {s.labels["db"] for s in samples if s.name == "stackprobe_redis_db_keys"} == {awkward, "0"}
 
 
 def _name_with_phase(prefix: str, low: float, high: float) -> str:
@@ -477,6 +479,22 @@ def test_up_is_never_kept_from_an_earlier_probe(start_exporter):
     failed = result.completed(ProbeContext(redis_target), success=False, reason="timeout", message="", duration=10,
                               finished_at=time.time())
     assert dict(failed.samples) == {("stackprobe_redis_up", ()): 0.0, ("stackprobe_redis_connected_clients", ()): 4.0}
+
+
+def test_a_failed_probe_replaces_a_kept_family_whole():
+    """Kept family by family: a family the failed probe set at all is its own, every series of it."""
+    target = PROBERS["redis"].target_model(name="r", service="cache", url="redis://127.0.0.1:1/0")
+    ok = ProbeContext(target)
+    ok.set("redis_connected_clients", 4)
+    for db, keys in (("0", 10), ("1", 20)):
+        ok.set("redis_db_keys", keys, db=db)
+    result = TargetResult(target, "redis").completed(ok, success=True, reason=None, message="", duration=0.1,
+                                                     finished_at=time.time())
+    partial = ProbeContext(target)
+    partial.set("redis_db_keys", 11, db="0")
+    failed = result.completed(partial, success=False, reason="query", message="", duration=0.1, finished_at=time.time())
+    assert dict(failed.samples) == {("stackprobe_redis_up", ()): 0.0, ("stackprobe_redis_connected_clients", ()): 4.0,
+                                    ("stackprobe_redis_db_keys", (("db", "0"),)): 11.0}
 
 
 def test_a_prober_cannot_declare_a_family_outside_its_name_or_twice():

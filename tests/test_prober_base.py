@@ -168,9 +168,27 @@ def test_a_closed_context_drops_every_write():
     ctx.close("done")
     ctx.set("backup_files", 2)
     ctx.set_many("backup_newest_size_bytes", (), [((), 3)])
-    ctx.merge({("stackprobe_backup_total_size_bytes", ()): 4.0})
+    ctx.include({"stackprobe_backup_total_size_bytes": b"stackprobe_backup_total_size_bytes 4.0\n"})
     ctx.observe("http_request_duration_seconds", 0.1)
     ctx.log("after")
     assert ctx.samples == {("stackprobe_backup_files", ()): 1.0}
+    assert ctx.pieces() == {"stackprobe_backup_files": b'stackprobe_backup_files{service="s",target="t"} 1.0\n'}
     assert ctx.observations == []
     assert [line.split("s ", 1)[1] for line in ctx.log_lines] == ["done"]
+
+
+def test_set_many_renders_a_family_once_and_each_series_once():
+    ctx = ProbeContext(TARGET)
+    reuse = ctx.set_many("http_json_value", ("path",), [(("a",), 1), (("b",), 2.5)])
+    assert ctx.pieces() == {"stackprobe_http_json_value":
+                            b'stackprobe_http_json_value{service="s",target="t",path="a"} 1.0\n'
+                            b'stackprobe_http_json_value{service="s",target="t",path="b"} 2.5\n'}
+    again = ProbeContext(TARGET)
+    assert again.set_many("http_json_value", ("path",), [(("b",), 3)], reuse) == {("b",): reuse[("b",)]}
+    assert again.rendered == {"stackprobe_http_json_value": b'stackprobe_http_json_value{service="s",target="t",path="b"} 3.0\n'}
+    with pytest.raises(ValueError, match="set before"):
+        again.set_many("http_json_value", ("path",), [(("c",), 1)])
+    with pytest.raises(ValueError, match="set whole by set_many"):
+        again.set("http_json_value", 1, path="c")
+    with pytest.raises(ValueError, match="the same label values twice"):
+        ProbeContext(TARGET).set_many("http_json_value", ("path",), [(("a",), 1), (("a",), 2)])

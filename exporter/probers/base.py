@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Generic, TypeVar
 
+from prometheus_client.utils import floatToGoString
 from pydantic import Field, model_validator
 
 from stackprobe.configsource import StrictModel, bounded_duration
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
 from .. import metrics
+from ..collector import escape_label, render_samples, target_labels
 
 R = TypeVar("R")
 
@@ -332,6 +334,8 @@ def os_error_in(exc: BaseException) -> OSError | None:
 class ProbeContext:
     """Collects one probe's samples and log lines; checks every sample against its declared family.
 
+    Samples are kept two ways: set()'s as values (a prober may overwrite one), rendered when the
+    result is built; set_many()'s families as their exposition lines at once (pieces()).
     Closed when the scheduler is done with the probe (close(), or abandon() at its timeout): a
     worker thread the timeout abandoned may still be running, and what it records later is
     dropped, so the scheduler reads a fixed record of what the probe had found by then.
@@ -341,8 +345,11 @@ class ProbeContext:
         self.target = target
         self.deadline = time.monotonic() + target.timeout
         self.samples: dict[tuple[str, Labels], float] = {}
+        #: Family -> its exposition lines, for the families set by set_many() or include().
+        self.rendered: dict[str, bytes] = {}
         self.observations: list[tuple[str, float]] = []
         self.log_lines: list[str] = []
+        self._base = target_labels(target)
         self._t0 = time.monotonic()
         self._abandoned = False
         self._closed = False
@@ -384,46 +391,57 @@ class ProbeContext:
         fam = metrics.family(name)
         if set(labels) != set(fam.labels):
             raise TypeError(f"{fam.name} takes labels {fam.labels}, got {tuple(labels)}")
+        if fam.name in self.rendered:
+            raise ValueError(f"{fam.name} was set whole by set_many")
         key, value = (fam.name, tuple((k, str(labels[k])) for k in fam.labels)), float(value)
         with self._lock:
             if not self._closed:
                 self.samples[key] = value
 
     def set_many(self, name: str, labels: tuple[str, ...], rows: Iterable[tuple[tuple[str, ...], float]],
-                 reuse: dict[tuple[str, ...], Any] | None = None) -> dict[tuple[str, ...], Any]:
-        """set() for many samples of one family, the label names checked once: (label values, as
-        strings in the order of `labels`, value) per sample. Returns {label values: sample key};
-        passed back as `reuse` at the next probe of the target, series seen before cost no new
-        objects. That counts at tens of thousands of table and index series per probe, where
-        the garbage collector, triggered by allocations, costs as much as building them
-        (bench/mysql_cost.py); for the same reason each new (label, value) pair is made once."""
+                 reuse: dict[tuple[str, ...], str] | None = None) -> dict[tuple[str, ...], str]:
+        """Every sample of one family, rendered to its exposition lines at once: (label values,
+        as strings in the order of `labels`, value) per sample, each label values at most once.
+        All or nothing, the label names checked once; the family is not set() as well.
+
+        Returns {label values: the line up to its value}; passed back as `reuse` at the next probe
+        of the target, a series seen before costs a lookup and its value's formatting. That counts
+        at tens of thousands of table and index series per probe (bench/mysql_cost.py)."""
         fam = metrics.family(name)
         if labels != fam.labels:
             raise TypeError(f"{fam.name} takes labels {fam.labels}, got {labels}")
-        samples: dict[tuple[str, Labels], float] = {}  # all or nothing: merged below unless closed
-        family_name, made = fam.name, {}
+        if fam.name in self.rendered or any(key[0] == fam.name for key in self.samples):
+            raise ValueError(f"{fam.name} was set before")
+        head = f"{fam.name}{{{self._base}"
         previous = reuse or {}
-        pairs: list[dict[str, tuple[str, str]]] = [{} for _ in labels]
+        made: dict[tuple[str, ...], str] = {}
+        lines: list[str] = []
+        texts: dict[float, str] = {}  # value -> " value\n": sizes repeat (pages of 16 KiB, empty tables)
         for values, value in rows:
-            key = previous.get(values)
-            if key is None:
-                pair_list = []
-                for known, label, text in zip(pairs, labels, values):
-                    pair = known.get(text)
-                    if pair is None:
-                        pair = known[text] = (label, str(text))
-                    pair_list.append(pair)
-                key = (family_name, tuple(pair_list))
-            made[values] = key
-            samples[key] = float(value)
-        self.merge(samples)
+            start = previous.get(values)
+            if start is None:
+                start = head + "".join([f',{label}="{escape_label(str(text))}"' for label, text in zip(labels, values)]) + "}"
+            made[values] = start
+            text = texts.get(value)
+            if text is None:
+                text = texts[value] = f" {floatToGoString(value)}\n"
+            lines += (start, text)
+        if 2 * len(made) != len(lines):
+            raise ValueError(f"{fam.name}: the same label values twice")
+        if lines:
+            self.include({fam.name: "".join(lines).encode()})
         return made
 
-    def merge(self, samples: Mapping[tuple[str, Labels], float]) -> None:
-        """Samples checked before (set by another ProbeContext of this target), added as they are."""
+    def include(self, pieces: Mapping[str, bytes]) -> None:
+        """Families rendered before by set_many (of another ProbeContext of this target), added as they are."""
         with self._lock:
             if not self._closed:
-                self.samples.update(samples)
+                self.rendered.update(pieces)
+
+    def pieces(self) -> dict[str, bytes]:
+        """Family -> exposition lines of everything this probe recorded (set()'s rendered now)."""
+        with self._lock:
+            return render_samples(self._base, self.samples) | self.rendered
 
     def observe(self, name: str, value: float) -> None:
         """Record one observation for a histogram family (accumulated by the scheduler)."""

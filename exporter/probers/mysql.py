@@ -58,6 +58,7 @@ from pydantic import Field
 from stackprobe.configsource import Duration
 
 from ..metrics import counter, gauge
+from ..collector import escape_label
 from .base import BlockingProber, ProbeContext, ProbeError, SecretRef, TargetConfig, TLSClientConfig, os_error_in
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
@@ -261,15 +262,15 @@ def kill_connection(target: MysqlTarget, thread_id: int) -> None:
 
 @dataclass(frozen=True)
 class _IndexStats:
-    """Index series read at one time: the samples of the ProbeContext that set them then, merged
-    as they are into later probes' contexts (no re-checking, no new objects: these are most of a
+    """Index series read at one time: their exposition lines as the ProbeContext that read them
+    rendered them, included as they are in later probes (no new objects: these are most of a
     probe's series), and the tables they were read for."""
 
     read_at: float  # time.monotonic()
     timestamp: float  # time.time()
     duration: float
     tables: frozenset[tuple[str, str]]
-    samples: dict
+    pieces: dict[str, bytes]
 
 
 #: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
@@ -309,7 +310,7 @@ class MysqlProber(BlockingProber[MysqlTarget]):
         super().__init__()
         #: The last index statistics of each target, dropped with the target's config.
         self._index_stats: weakref.WeakKeyDictionary[MysqlTarget, _IndexStats] = weakref.WeakKeyDictionary()
-        #: Per target and family, the sample keys of the last probe's table series (set_many's reuse).
+        #: Per target and family, the line starts of the last probe's table series (set_many's reuse).
         self._table_keys: weakref.WeakKeyDictionary[MysqlTarget, dict[str, dict]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
@@ -359,10 +360,8 @@ class MysqlProber(BlockingProber[MysqlTarget]):
         else:
             ctx.log(f"index statistics from {age:.0f}s ago (index_stats_interval {target.index_stats_interval:g}s)")
         ctx.set("mysql_index_stats_timestamp_seconds", stats.timestamp)
-        if stats.tables == kept.keys():
-            ctx.merge(stats.samples)
-        else:  # tables created, dropped or moved across max_tables since the last read
-            ctx.merge({sample: value for sample, value in stats.samples.items() if _table_of(sample) in kept})
+        gone = stats.tables - kept.keys()  # dropped, or moved out of max_tables, since the last read
+        ctx.include(_without_tables(stats.pieces, gone) if gone else stats.pieces)
         return stats
 
 
@@ -405,7 +404,7 @@ def _replication(session: Session, ctx: ProbeContext) -> None:
 
 def _tables(session: Session, ctx: ProbeContext, keys: dict[str, dict]) -> dict[tuple[str, str], Any]:
     """Size and row series of the largest max_tables tables; returns {(schema, table): rows} of those.
-    `keys` holds the sample keys of the last probe per family, replaced by this probe's."""
+    `keys` holds the line starts of the last probe per family (set_many's reuse), replaced by this probe's."""
     target = session.target
     where, params = _schema_filter(target)
     # SYSTEM VERSIONED is MariaDB's type for a base table that keeps row history.
@@ -459,13 +458,26 @@ def _read_index_stats(session: Session, rows_of: dict[tuple[str, str], Any]) -> 
     read.set_many("mysql_index_cardinality", labels, ((key, value) for key, value, _ in known))
     # No selectivity for an empty table (or one without a row estimate).
     read.set_many("mysql_index_selectivity", labels, ((key, value / rows) for key, value, rows in known if rows))
-    return _IndexStats(time.monotonic(), time.time(), time.monotonic() - started, frozenset(rows_of), read.samples)
+    return _IndexStats(time.monotonic(), time.time(), time.monotonic() - started, frozenset(rows_of), read.rendered)
 
 
-def _table_of(sample: tuple) -> tuple[str, str]:
-    """(schema, table) of an index sample's key: (family, (("schema", s), ("table", t), ("index", i)))."""
-    (_, schema), (_, table), _ = sample[1]
-    return schema, table
+def _without_tables(pieces: dict[str, bytes], gone: set[tuple[str, str]]) -> dict[str, bytes]:
+    """Index lines of every table but those in `gone`.
+
+    A line reads `family{service="..",target="..",schema="s",table="t",index="i"} value`; an
+    escaped label value has no bare `"`, so `,schema="` and `",index="` occur once, where the
+    labels are, and what lies between names the table exactly as escape_label rendered it."""
+    names = {f'schema="{escape_label(schema)}",table="{escape_label(table)}'.encode() for schema, table in gone}
+    out = {}
+    for family, piece in pieces.items():
+        lines = []
+        for line in piece.splitlines(keepends=True):
+            start = line.index(b',schema="') + 1
+            if line[start:line.index(b'",index="', start)] not in names:
+                lines.append(line)
+        if lines:
+            out[family] = b"".join(lines)
+    return out
 
 
 def _first(row: dict[str, Any], *columns: str) -> Any:
