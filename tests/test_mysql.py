@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -365,6 +366,28 @@ def test_pymysql_is_loaded_only_when_a_mysql_target_is_probed():
     code = ("import sys; from stackprobe.exporter import cli, runtime; from stackprobe.exporter.probers import PROBERS; "
             "print('pymysql' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_cryptography_is_loaded_only_for_an_rsa_password_exchange():
+    """load_pymysql leaves cryptography (7.5 MiB) unloaded; pymysql's RSA step loads it and works."""
+    code = textwrap.dedent("""
+        import sys
+        from stackprobe.exporter.probers import mysql
+        pymysql = mysql.load_pymysql()
+        assert "cryptography" not in sys.modules, "loaded with pymysql"
+        from pymysql import _auth
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        salt = b"0123456789abcdefghij"
+        sent = _auth.sha2_rsa_encrypt(b"secret", salt, pem)
+        oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+        assert key.decrypt(sent, oaep) == _auth._xor_password(b"secret\\0", salt)
+        assert _auth._have_cryptography and _auth.sha2_rsa_encrypt(b"x", salt, pem)  # pymysql's own from now on
+        print("ok")
+    """)
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "ok"
 
 
 def test_a_stopped_server_fails_with_connect_then_recovers(start_exporter, db, mariadb_factory, password_file):

@@ -43,14 +43,17 @@ user from the lines below and probes with it):
 
 from __future__ import annotations
 
+import importlib.abc
 import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -112,6 +115,57 @@ class MysqlTarget(SecretRef, TargetConfig):
     tls: TLSClientConfig | None = Field(None, description="Connect with TLS (`ca_file`, `cert_file`/`key_file`, `verify`). Never falls back to plaintext: a server without TLS fails with reason `tls`. Without it the connection is plaintext.")
 
 
+class _WithoutCryptography(importlib.abc.MetaPathFinder):
+    """Refuses `cryptography` to one thread: the one importing pymysql (see load_pymysql)."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name.partition(".")[0] == "cryptography" and threading.get_ident() == self.thread:
+            raise ImportError(f"{name}: loaded when a server asks for RSA password exchange")
+        return None
+
+
+_PYMYSQL_LOCK = threading.Lock()
+
+
+def load_pymysql() -> ModuleType:
+    """pymysql, with cryptography loaded only once a server asks for it.
+
+    pymysql imports cryptography at once (7.5 MiB of RSS, measured) for the one step that needs
+    it: sha256_password's and caching_sha2_password's RSA exchange of the password over a
+    plaintext connection (MySQL 8's default plugin, when the server has not cached the account;
+    never over TLS or a unix socket, never on MariaDB). So pymysql is imported while that one
+    import fails, as it would where cryptography is not installed, and its RSA step imports
+    cryptography and puts pymysql's names back before it runs (tests/test_mysql.py checks it).
+    """
+    with _PYMYSQL_LOCK:
+        if "pymysql" in sys.modules:
+            return sys.modules["pymysql"]
+        finder = _WithoutCryptography()
+        sys.meta_path.insert(0, finder)
+        try:
+            import pymysql
+            from pymysql import _auth
+        finally:
+            sys.meta_path.remove(finder)
+        if not _auth._have_cryptography:  # cryptography was not loaded by something else already
+            rsa_encrypt = _auth.sha2_rsa_encrypt
+
+            def load_then_encrypt(password: bytes, salt: bytes, public_key: bytes) -> bytes:
+                from cryptography.hazmat.backends import default_backend
+                from cryptography.hazmat.primitives import hashes, serialization
+                from cryptography.hazmat.primitives.asymmetric import padding
+
+                _auth.default_backend, _auth.hashes, _auth.serialization, _auth.padding = (
+                    default_backend, hashes, serialization, padding)
+                _auth._have_cryptography, _auth.sha2_rsa_encrypt = True, rsa_encrypt
+                return rsa_encrypt(password, salt, public_key)
+            _auth.sha2_rsa_encrypt = load_then_encrypt
+        return pymysql
+
+
 def _placeholders(values: tuple[str, ...]) -> str:
     return ", ".join(["%s"] * len(values))
 
@@ -129,7 +183,7 @@ def _error_code(e: BaseException) -> int | None:
 
 def _probe_error(e: Exception, connected: bool) -> ProbeError:
     """Map what pymysql raised to a reason; pymysql's messages hold host and user, never the password."""
-    import pymysql
+    pymysql = load_pymysql()
 
     if not isinstance(e, pymysql.MySQLError):
         # pymysql parses what the server sends without checking it: a peer that is not a MySQL
@@ -170,7 +224,7 @@ class Session:
     Every pymysql call goes through it, so whatever pymysql raises leaves as a ProbeError."""
 
     def __init__(self, target: MysqlTarget, ctx: ProbeContext):
-        import pymysql
+        pymysql = load_pymysql()
 
         self.target, self.ctx = target, ctx
         self.expired = False
@@ -251,8 +305,7 @@ def kill_connection(target: MysqlTarget, thread_id: int) -> None:
     """KILL the probe's server-side connection from a second one, so a query that does not notice
     its client went away (one busy working, not waiting) stops too. Best effort, briefly bounded:
     if this fails, max_statement_time still ends the statement on the server."""
-    import pymysql
-
+    pymysql = load_pymysql()
     try:
         with pymysql.connect(**_connect_args(target, _KILL_TIMEOUT)) as conn, conn.cursor() as cursor:
             cursor.execute("KILL CONNECTION %s", (thread_id,))
