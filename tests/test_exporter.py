@@ -351,7 +351,7 @@ def test_label_values_are_escaped_in_both_formats():
     ctx = ProbeContext(target)
     awkward = 'queue "a"\\b\nc'
     ctx.set("redis_key_length", 3, db="0", key=awkward, type="list")
-    ctx.set_many("redis_db_keys", ("db",), [((awkward,), 1), (("0",), 2)])  # the path rendering lines at once
+    ctx.set_many("redis_db_keys", ("db",), (), [((awkward,), (), 1), (("0",), (), 2)])  # the path rendering lines at once
     result = TargetResult(target, "redis").completed(ctx, success=True, reason=None, message="", duration=0.1,
                                                      finished_at=time.time())
     page_text = join([result.pieces], TEXT).decode()

@@ -226,8 +226,8 @@ def test_index_series_of_gone_tables_are_left_out_by_their_exact_labels():
     t = mysql.MysqlTarget(name="t", service="s", user="u")
     tricky = ("s", 'x",index="y')
     read = ProbeContext(t)
-    read.set_many("mysql_index_cardinality", ("schema", "table", "index"),
-                  [((schema, table, "k"), 1) for schema, table in (tricky, ("s", "x"), ("s", "x2"))])
+    read.set_many("mysql_index_cardinality", ("schema", "table"), ("index",),
+                  [(table, ("k",), 1) for table in (tricky, ("s", "x"), ("s", "x2"))])
     kept = mysql._without_tables(read.rendered, {tricky, ("s", "x2")})
     assert kept == {"stackprobe_mysql_index_cardinality":
                     b'stackprobe_mysql_index_cardinality{service="s",target="t",schema="s",table="x",index="k"} 1.0\n'}

@@ -132,7 +132,7 @@ class FifoBackupProber(BlockingProber[TargetConfig]):
         try:
             open(self.fifo, "rb").close()
             ctx.set("backup_total_size_bytes", 2)
-            ctx.set_many("backup_newest_size_bytes", (), [((), 3)])
+            ctx.set_many("backup_newest_size_bytes", (), (), [((), (), 3)])
             ctx.log("late line")
         finally:
             self.finished.set()
@@ -167,7 +167,7 @@ def test_a_closed_context_drops_every_write():
     ctx.set("backup_files", 1)
     ctx.close("done")
     ctx.set("backup_files", 2)
-    ctx.set_many("backup_newest_size_bytes", (), [((), 3)])
+    ctx.set_many("backup_newest_size_bytes", (), (), [((), (), 3)])
     ctx.include({"stackprobe_backup_total_size_bytes": b"stackprobe_backup_total_size_bytes 4.0\n"})
     ctx.observe("http_request_duration_seconds", 0.1)
     ctx.log("after")
@@ -177,18 +177,24 @@ def test_a_closed_context_drops_every_write():
     assert [line.split("s ", 1)[1] for line in ctx.log_lines] == ["done"]
 
 
-def test_set_many_renders_a_family_once_and_each_series_once():
+def test_set_many_renders_a_family_once_sharing_the_leading_labels():
     ctx = ProbeContext(TARGET)
-    reuse = ctx.set_many("http_json_value", ("path",), [(("a",), 1), (("b",), 2.5)])
-    assert ctx.pieces() == {"stackprobe_http_json_value":
-                            b'stackprobe_http_json_value{service="s",target="t",path="a"} 1.0\n'
-                            b'stackprobe_http_json_value{service="s",target="t",path="b"} 2.5\n'}
+    sizes = [(("db", "t"), ("data",), 1), (("db", "t"), ("index",), 2.5), (("db", 'x"y'), ("data",), 3)]
+    reuse = ctx.set_many("mysql_table_size_bytes", ("schema", "table"), ("component",), sizes)
+    assert ctx.pieces() == {"stackprobe_mysql_table_size_bytes":
+                            b'stackprobe_mysql_table_size_bytes{service="s",target="t",schema="db",table="t",component="data"} 1.0\n'
+                            b'stackprobe_mysql_table_size_bytes{service="s",target="t",schema="db",table="t",component="index"} 2.5\n'
+                            b'stackprobe_mysql_table_size_bytes{service="s",target="t",schema="db",table="x\\"y",component="data"} 3.0\n'}
+    assert reuse == {("db", "t"): ',schema="db",table="t"', ("db", 'x"y'): ',schema="db",table="x\\"y"'}
     again = ProbeContext(TARGET)
-    assert again.set_many("http_json_value", ("path",), [(("b",), 3)], reuse) == {("b",): reuse[("b",)]}
-    assert again.rendered == {"stackprobe_http_json_value": b'stackprobe_http_json_value{service="s",target="t",path="b"} 3.0\n'}
+    reused = {("db", "t"): ',schema="db",table="T"'}  # what reuse says is taken as it is
+    again.set_many("mysql_table_rows", ("schema", "table"), (), [(("db", "t"), (), 7)], reused)
+    assert again.rendered == {"stackprobe_mysql_table_rows": b'stackprobe_mysql_table_rows{service="s",target="t",schema="db",table="T"} 7.0\n'}
     with pytest.raises(ValueError, match="set before"):
-        again.set_many("http_json_value", ("path",), [(("c",), 1)])
+        again.set_many("mysql_table_rows", ("schema", "table"), (), [(("db", "u"), (), 1)])
     with pytest.raises(ValueError, match="set whole by set_many"):
-        again.set("http_json_value", 1, path="c")
-    with pytest.raises(ValueError, match="the same label values twice"):
-        ProbeContext(TARGET).set_many("http_json_value", ("path",), [(("a",), 1), (("a",), 2)])
+        again.set("mysql_table_rows", 1, schema="db", table="u")
+    with pytest.raises(TypeError, match="takes labels"):
+        again.set_many("mysql_table_size_bytes", ("schema",), ("component",), [])
+    with pytest.raises(TypeError, match="got the values"):
+        again.set_many("mysql_table_size_bytes", ("schema", "table"), ("component",), [(("db",), ("data",), 1)])

@@ -331,6 +331,13 @@ def os_error_in(exc: BaseException) -> OSError | None:
     return next((e for e in exception_chain(exc) if isinstance(e, OSError)), None)
 
 
+def _label_text(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """`,a="x",b="y"`: label values escaped as both exposition formats require."""
+    if len(values) != len(names):
+        raise TypeError(f"labels {names} got the values {values}")
+    return "".join([f',{name}="{escape_label(str(value))}"' for name, value in zip(names, values)])
+
+
 class ProbeContext:
     """Collects one probe's samples and log lines; checks every sample against its declared family.
 
@@ -398,38 +405,46 @@ class ProbeContext:
             if not self._closed:
                 self.samples[key] = value
 
-    def set_many(self, name: str, labels: tuple[str, ...], rows: Iterable[tuple[tuple[str, ...], float]],
+    def set_many(self, name: str, leading: tuple[str, ...], trailing: tuple[str, ...],
+                 rows: Iterable[tuple[tuple[str, ...], tuple[str, ...], float]],
                  reuse: dict[tuple[str, ...], str] | None = None) -> dict[tuple[str, ...], str]:
-        """Every sample of one family, rendered to its exposition lines at once: (label values,
-        as strings in the order of `labels`, value) per sample, each label values at most once.
-        All or nothing, the label names checked once; the family is not set() as well.
+        """Every sample of one family, rendered to its exposition lines at once; all or nothing,
+        the label names checked once, and the family is not set() as well.
 
-        Returns {label values: the line up to its value}; passed back as `reuse` at the next probe
-        of the target, a series seen before costs a lookup and its value's formatting. That counts
-        at tens of thousands of table and index series per probe (bench/mysql_cost.py)."""
+        The family's labels come in two parts, `leading` then `trailing` names, and a row is
+        (leading values, trailing values, value), values as strings, each series at most once:
+        series that share their leading labels (a table's data, index and free sizes) share their
+        rendering, made once. Returns {leading values: their rendered labels}; passed back as
+        `reuse` (at the next probe of the target, or for another family with the same leading
+        labels), leading values seen before cost a lookup. That counts at tens of thousands of
+        table and index series per probe (bench/mysql_cost.py)."""
         fam = metrics.family(name)
-        if labels != fam.labels:
-            raise TypeError(f"{fam.name} takes labels {fam.labels}, got {labels}")
+        if leading + trailing != fam.labels:
+            raise TypeError(f"{fam.name} takes labels {fam.labels}, got {leading + trailing}")
         if fam.name in self.rendered or any(key[0] == fam.name for key in self.samples):
             raise ValueError(f"{fam.name} was set before")
         head = f"{fam.name}{{{self._base}"
         previous = reuse or {}
         made: dict[tuple[str, ...], str] = {}
-        lines: list[str] = []
+        ends: dict[tuple[str, ...], str] = {}
         texts: dict[float, str] = {}  # value -> " value\n": sizes repeat (pages of 16 KiB, empty tables)
-        for values, value in rows:
-            start = previous.get(values)
-            if start is None:
-                start = head + "".join([f',{label}="{escape_label(str(text))}"' for label, text in zip(labels, values)]) + "}"
-            made[values] = start
+        parts: list[str] = []
+        last_lead: tuple[str, ...] | None = None
+        for lead, trail, value in rows:
+            if lead is not last_lead:  # a table's sizes come in a row, with one leading tuple
+                start, last_lead = made.get(lead), lead
+                if start is None:
+                    start = previous.get(lead)
+                    made[lead] = start = _label_text(leading, lead) if start is None else start
+            end = ends.get(trail)
+            if end is None:
+                end = ends[trail] = _label_text(trailing, trail) + "}"
             text = texts.get(value)
             if text is None:
                 text = texts[value] = f" {floatToGoString(value)}\n"
-            lines += (start, text)
-        if 2 * len(made) != len(lines):
-            raise ValueError(f"{fam.name}: the same label values twice")
-        if lines:
-            self.include({fam.name: "".join(lines).encode()})
+            parts += (head, start, end, text)
+        if parts:
+            self.include({fam.name: "".join(parts).encode()})
         return made
 
     def include(self, pieces: Mapping[str, bytes]) -> None:

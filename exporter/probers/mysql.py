@@ -363,7 +363,7 @@ class MysqlProber(BlockingProber[MysqlTarget]):
         super().__init__()
         #: The last index statistics of each target, dropped with the target's config.
         self._index_stats: weakref.WeakKeyDictionary[MysqlTarget, _IndexStats] = weakref.WeakKeyDictionary()
-        #: Per target and family, the line starts of the last probe's table series (set_many's reuse).
+        #: Per target, the schema and table labels of the last probe's tables, rendered (set_many's reuse).
         self._table_keys: weakref.WeakKeyDictionary[MysqlTarget, dict[str, dict]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
@@ -457,7 +457,7 @@ def _replication(session: Session, ctx: ProbeContext) -> None:
 
 def _tables(session: Session, ctx: ProbeContext, keys: dict[str, dict]) -> dict[tuple[str, str], Any]:
     """Size and row series of the largest max_tables tables; returns {(schema, table): rows} of those.
-    `keys` holds the line starts of the last probe per family (set_many's reuse), replaced by this probe's."""
+    `keys["tables"]` holds the last probe's rendered table labels (set_many's reuse), replaced by this probe's."""
     target = session.target
     where, params = _schema_filter(target)
     # SYSTEM VERSIONED is MariaDB's type for a base table that keeps row history.
@@ -473,21 +473,26 @@ def _tables(session: Session, ctx: ProbeContext, keys: dict[str, dict]) -> dict[
     ctx.set("mysql_tables_omitted", len(tables) - len(kept))
     ctx.log(f"{len(tables)} tables, {len(kept)} exported")
     rows_of = {(schema, table): rows for schema, table, _, _, _, rows in kept}
-    keys["sizes"] = ctx.set_many("mysql_table_size_bytes", ("schema", "table", "component"), _sizes(kept), keys.get("sizes"))
-    keys["rows"] = ctx.set_many("mysql_table_rows", ("schema", "table"),
-                                ((key, rows) for key, rows in rows_of.items() if rows is not None), keys.get("rows"))
+    # Both families label a table alike: one rendering of its schema and table labels for both.
+    tables_labels = ("schema", "table")
+    keys["tables"] = ctx.set_many("mysql_table_size_bytes", tables_labels, ("component",), _sizes(rows_of, kept), keys.get("tables"))
+    ctx.set_many("mysql_table_rows", tables_labels, (),
+                 ((key, (), rows) for key, rows in rows_of.items() if rows is not None), keys["tables"])
     return rows_of
 
 
-def _sizes(tables: tuple[tuple, ...]) -> Iterator[tuple[tuple[str, str, str], Any]]:
-    """((schema, table, component), bytes) of each information_schema.TABLES row's known sizes."""
-    for schema, table, data, index, free, _ in tables:
+_DATA, _INDEX, _FREE = ("data",), ("index",), ("free",)
+
+
+def _sizes(rows_of: dict[tuple[str, str], Any], tables: tuple[tuple, ...]) -> Iterator[tuple[tuple[str, str], tuple[str], Any]]:
+    """((schema, table), (component,), bytes) of each information_schema.TABLES row's known sizes."""
+    for key, (_, _, data, index, free, _) in zip(rows_of, tables):
         if data is not None:
-            yield (schema, table, "data"), data
+            yield key, _DATA, data
         if index is not None:
-            yield (schema, table, "index"), index
+            yield key, _INDEX, index
         if free is not None:
-            yield (schema, table, "free"), free
+            yield key, _FREE, free
 
 
 def _read_index_stats(session: Session, rows_of: dict[tuple[str, str], Any]) -> _IndexStats:
@@ -504,13 +509,14 @@ def _read_index_stats(session: Session, rows_of: dict[tuple[str, str], Any]) -> 
         ):
             if (schema, table) in rows_of:
                 cardinality.setdefault((schema, table), {})[index] = value
-    labels = ("schema", "table", "index")
-    known = [((schema, table, index), value, rows_of[(schema, table)])
-             for (schema, table), indexes in cardinality.items() for index, value in indexes.items() if value is not None]
+    known = [(table, (index,), value, rows_of[table])
+             for table, indexes in cardinality.items() for index, value in indexes.items() if value is not None]
     read = ProbeContext(session.target)
-    read.set_many("mysql_index_cardinality", labels, ((key, value) for key, value, _ in known))
+    labels = read.set_many("mysql_index_cardinality", ("schema", "table"), ("index",),
+                           ((table, index, value) for table, index, value, _ in known))
     # No selectivity for an empty table (or one without a row estimate).
-    read.set_many("mysql_index_selectivity", labels, ((key, value / rows) for key, value, rows in known if rows))
+    read.set_many("mysql_index_selectivity", ("schema", "table"), ("index",),
+                  ((table, index, value / rows) for table, index, value, rows in known if rows), labels)
     return _IndexStats(time.monotonic(), time.time(), time.monotonic() - started, frozenset(rows_of), read.rendered)
 
 
