@@ -27,7 +27,7 @@ from .config import Config
 from .scheduler import Scheduler
 from .server import ExporterApp, serve
 from .shard import Shard
-from .snapshot import Snapshot
+from .snapshot import Snapshot, keep_large_allocations_mapped
 from .webconfig import WebConfig, WebConfigSource
 
 log = logging.getLogger("stackprobe")
@@ -154,6 +154,7 @@ class Exporter:
         """Serve until SIGTERM/SIGINT (or `stopped` is set). The first config must be valid."""
         loop = asyncio.get_running_loop()
         loop.set_default_executor(DaemonThreadExecutor())
+        keep_large_allocations_mapped()
         config = self.load()  # a ConfigError here is the caller's to report
         self.scheduler.apply(config)
         self.reload_success_at = time.time()

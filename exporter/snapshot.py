@@ -31,9 +31,26 @@ KEEP_SAMPLES_THROUGH_FAILURES = 2
 TRIM_AFTER_BYTES = 1 << 20
 
 try:
-    _malloc_trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc's
+    _libc = ctypes.CDLL(None)  # the process's own symbols: libc's
+    _malloc_trim, _mallopt = _libc.malloc_trim, _libc.mallopt
 except (OSError, AttributeError):  # not glibc (musl): nothing to call, fragmentation stays
-    _malloc_trim = None
+    _malloc_trim = _mallopt = None
+
+#: mallopt's M_MMAP_THRESHOLD (glibc's malloc.h), and glibc's default for it.
+_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 128 * 1024
+
+
+def keep_large_allocations_mapped() -> None:
+    """mallopt(M_MMAP_THRESHOLD, 128 KiB): each allocation of 128 KiB or more gets a mapping of
+    its own, unmapped when freed; called once at start-up.
+
+    glibc raises that threshold whenever such a mapping is freed (up to 32 MiB), after which a
+    scrape's body (2.6 MB at 2,000 MySQL tables, 13 MB at 10,000) is allocated in the heap of
+    the request's thread and stays there when freed: measured, RSS after 40 scrapes at 2,000
+    tables +2.5 MiB, +13 MiB after 10 scrapes at 10,000; +0.3 MiB with the threshold fixed.
+    """
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def release_free_memory() -> None:

@@ -513,9 +513,11 @@ def test_a_prober_cannot_declare_a_family_outside_its_name_or_twice():
 
 
 def test_freed_memory_is_given_back_through_glibc():
-    """The lookup of malloc_trim must work on glibc (this machine, the Debian image): failing
-    it would silently leave a large result's freed heap pages mapped (see release_free_memory)."""
+    """The lookups of malloc_trim and mallopt must work on glibc (this machine, the Debian image):
+    failing them would silently leave freed heap pages mapped (see release_free_memory and
+    keep_large_allocations_mapped)."""
     from stackprobe.exporter import snapshot
 
-    assert snapshot._malloc_trim is not None
+    assert snapshot._malloc_trim is not None and snapshot._mallopt is not None
     snapshot.release_free_memory()
+    assert snapshot._mallopt(snapshot._M_MMAP_THRESHOLD, snapshot.MMAP_THRESHOLD_BYTES) == 1  # glibc accepted it
