@@ -3,8 +3,9 @@
     .venv/bin/python bench/mysql_cost.py [--tables 2000] [--schemas 10] [--probes 10]
 
 A private MariaDB (tests/fixtures/mariadb.py) gets `--tables` tables (bench.load_tables) and is
-probed in this process by the MySQL prober, then by the same statements run bare with pymysql
-(the floor: statements recorded from the prober, so they cannot drift apart), then scraped by
+probed in this process by the MySQL prober, each probe with the result the scheduler publishes
+(its exposition rendered: the exporter's whole CPU per probe), then by the same statements run
+bare with pymysql (the floor: statements recorded from the prober, so they cannot drift apart), then scraped by
 Debian's prometheus-mysqld-exporter with only its info_schema.tables collector. CPU is read
 from /proc: mariadbd's (user + system) and this process's. Index statistics are read every
 `index_stats_interval` (1 h by default) against a 5 min probe interval, so "at cadence" figures
@@ -38,6 +39,8 @@ from fixtures.mariadb import MariaDB  # noqa: E402
 from fixtures.net import free_port, wait_until  # noqa: E402
 from stackprobe.exporter.probers import mysql  # noqa: E402
 from stackprobe.exporter.probers.base import ProbeContext  # noqa: E402
+from stackprobe.exporter.scheduler import Outcome, next_result  # noqa: E402
+from stackprobe.exporter.snapshot import TargetResult  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The prober's default interval against its default index_stats_interval.
@@ -124,6 +127,14 @@ def mysqld_exporter_scrape(db: MariaDB, tmp: Path, runs: int) -> dict[str, float
         proc.wait(10)
 
 
+def probe_once(target: mysql.MysqlTarget) -> TargetResult:
+    """One probe as the scheduler runs it: the prober, then the result it publishes, rendered."""
+    ctx = ProbeContext(target)
+    mysql.PROBER.probe_blocking(target, ctx)
+    ctx.close("probe succeeded")
+    return next_result(Outcome(ctx, None, "", 0.0, time.time()), target, "mysql", None)
+
+
 def mysql_cost(db: MariaDB, runs: int, tmp: Path) -> dict:
     """Every figure: the prober with index statistics cached and re-read, its floor, mysqld_exporter."""
     pid = db._process.pid
@@ -132,11 +143,10 @@ def mysql_cost(db: MariaDB, runs: int, tmp: Path) -> dict:
     reread = mysql.MysqlTarget(name="bench-reread", index_stats_interval=0.001, **common)
     out: dict = {}
     for name, target in (("cached", cached), ("reread", reread)):
-        ctx = ProbeContext(target)
-        mysql.PROBER.probe_blocking(target, ctx)  # warms the caches up; `cached` reads index statistics
-        out[f"series_{name}"] = len(ctx.samples)
+        result = probe_once(target)  # warms the caches up; `cached` reads index statistics
+        out[f"series_{name}"] = sum(piece.count(b"\n") for piece in result.series.values())
         statements = recorded_statements(target)
-        out[f"probe_{name}"] = per_run(pid, "self", runs, lambda: mysql.PROBER.probe_blocking(target, ProbeContext(target)))
+        out[f"probe_{name}"] = per_run(pid, "self", runs, lambda: probe_once(target))
         out[f"floor_{name}"] = per_run(pid, "self", runs, bare_pymysql(db, statements))
     for kind in ("probe", "floor"):
         cached_run, reread_run = out[f"{kind}_cached"], out[f"{kind}_reread"]
