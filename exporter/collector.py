@@ -255,6 +255,14 @@ class MetricsPage:
         return process + join([render_exporter_families(self._exporter_state())], fmt)
 
     def body(self, fmt: Format, gzip: bool = False) -> bytes:
+        return b"".join(self.writes(fmt, gzip))
+
+    def writes(self, fmt: Format, gzip: bool = False) -> list[bytes]:
+        """The body as the writes that send it. A plain body: its large pieces as they are stored,
+        the small ones joined into runs (under WRITE_RUN_BYTES each): a multi-megabyte body is
+        not copied per scrape, where its fresh pages cost ~2 ms per 2.6 MB to fault in (large
+        allocations are mapped afresh, see snapshot.keep_large_allocations_mapped). A gzip body:
+        one write."""
         dynamic = self._per_scrape(fmt)
         with self._lock:
             sections = self._current_sections()
@@ -264,8 +272,34 @@ class MetricsPage:
                 raw.extend(s.pieces)
             raw.append(fmt.eof)
             if not gzip:
-                return b"".join(raw)
+                return _runs(raw)
             deflated = [_deflate(dynamic), *(s.deflated(fmt) for s in sections)]
             if fmt.eof:
                 deflated.append(_deflate(fmt.eof))
-        return _gzip(raw, deflated)
+        return [_gzip(raw, deflated)]
+
+
+#: Small pieces are sent joined in runs of up to twice this, below glibc's mmap threshold.
+WRITE_RUN_BYTES = 48 * 1024
+
+
+def _runs(parts: list[bytes]) -> list[bytes]:
+    """parts in order, each piece of WRITE_RUN_BYTES or more as it is, the others joined in runs."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    length = 0
+    for part in parts:
+        if len(part) >= WRITE_RUN_BYTES:
+            if run:
+                out.append(b"".join(run))
+                run, length = [], 0
+            out.append(part)
+            continue
+        run.append(part)
+        length += len(part)
+        if length >= WRITE_RUN_BYTES:
+            out.append(b"".join(run))
+            run, length = [], 0
+    if run:
+        out.append(b"".join(run))
+    return out

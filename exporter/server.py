@@ -87,7 +87,7 @@ class ExporterApp:
     def _metrics(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
         fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
         compress = _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
-        return _exposition(environ, respond, fmt, self.metrics_page.body(fmt, gzip=compress), compress)
+        return _exposition(environ, respond, fmt, self.metrics_page.writes(fmt, gzip=compress), compress)
 
     def _healthy(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
         return _text(respond, "200 OK", "OK\n")
@@ -123,7 +123,7 @@ class ExporterApp:
         fmt = negotiate(environ.get("HTTP_ACCEPT", ""))
         body = join([result.pieces], fmt) + fmt.eof
         compress = _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
-        return _exposition(environ, respond, fmt, gzip.compress(body, GZIP_LEVEL) if compress else body, compress)
+        return _exposition(environ, respond, fmt, [gzip.compress(body, GZIP_LEVEL) if compress else body], compress)
 
     def _status_page(self, environ: dict, respond: StartResponse) -> Iterable[bytes]:
         body = render_status_page(self.scheduler)
@@ -135,12 +135,12 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return "gzip" in (e.split(";")[0].strip() for e in accept_encoding.split(","))
 
 
-def _exposition(environ: dict, respond: StartResponse, fmt: Format, body: bytes, compressed: bool) -> list[bytes]:
-    headers = [("Content-Type", fmt.content_type), ("Content-Length", str(len(body)))]
+def _exposition(environ: dict, respond: StartResponse, fmt: Format, writes: list[bytes], compressed: bool) -> list[bytes]:
+    headers = [("Content-Type", fmt.content_type), ("Content-Length", str(sum(map(len, writes))))]
     if compressed:
         headers.append(("Content-Encoding", "gzip"))
     respond("200 OK", headers + [("Vary", "Accept, Accept-Encoding")])
-    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else writes
 
 
 def _text(respond: StartResponse, status: str, body: str) -> list[bytes]:

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import metrics
-from stackprobe.exporter.collector import OPENMETRICS, TEXT, MetricsPage, join
+from stackprobe.exporter.collector import OPENMETRICS, TEXT, WRITE_RUN_BYTES, MetricsPage, _runs, join
 from stackprobe.exporter.probers import PROBERS
 from stackprobe.exporter.probers.base import BlockingProber, ProbeContext, ProbeError, TargetConfig
 from stackprobe.exporter import scheduler as scheduler_mod
@@ -344,6 +344,15 @@ def test_each_scrape_joins_the_latest_results_and_caches_nothing_stale():
         assert headers == sorted(headers, key=declared.index)
     snapshot.retain({"two"})
     assert files(page.body(TEXT)) == files(gzip.decompress(page.body(TEXT, gzip=True))) == {"two": 2}
+
+
+def test_a_plain_body_is_written_as_its_large_pieces_and_runs_of_small_ones():
+    big = b"x" * WRITE_RUN_BYTES
+    parts = [b"head", big, *[b"a" * 1000] * 100, b"tail"]
+    writes = _runs(parts)
+    assert b"".join(writes) == b"".join(parts)
+    assert writes[1] is big  # not copied
+    assert all(len(w) < 2 * WRITE_RUN_BYTES for w in writes) and len(writes) == 5
 
 
 def test_label_values_are_escaped_in_both_formats():
