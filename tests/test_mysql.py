@@ -532,7 +532,9 @@ def test_tls(start_exporter, db, mariadb_factory, mariadb_tls, password_file):
     assert exporter.value("stackprobe_probe_errors_total", target="no-tls-offered", reason="tls") >= 1
 
 
-def test_replica_lag_and_channel(start_exporter, mariadb_factory, password_file):
+def start_replication(mariadb_factory, schemas: list[str], before_user: tuple[str, ...] = ()) -> tuple[MariaDB, MariaDB]:
+    """A primary and its replica on channel `gallery_src`, replicating; `before_user` run on the
+    primary, then the monitoring user (SELECT on `schemas`) created there and seen on the replica."""
     primary = mariadb_factory("--log-bin=primary-bin", "--server-id=1")
     replica = mariadb_factory("--server-id=2")
     primary.sql("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw'")
@@ -546,10 +548,71 @@ def test_replica_lag_and_channel(start_exporter, mariadb_factory, password_file)
             row = cur.fetchone()
             return row["Seconds_Behind_Master"] is not None and row["Slave_IO_Running"] == "Yes" and row
         wait_until(replicating, timeout=30, what="replication running")
+    for statement in before_user:
+        primary.sql(statement)
     # Created on the primary, the monitoring user reaches the replica through replication.
-    create_monitoring_user(primary, "127.0.0.1", [])
+    create_monitoring_user(primary, "127.0.0.1", schemas)
     wait_until(lambda: replica.sql("SELECT 1 FROM mysql.user WHERE User = %s", (MONITOR_USER,)), timeout=30,
                what="the monitoring user replicated")
+    return primary, replica
+
+
+class _Noting:
+    """A probe's ProbeContext that also notes the family of every sample set through it."""
+
+    def __init__(self, ctx: ProbeContext, families: set[str]):
+        self._ctx, self._families = ctx, families
+
+    def __getattr__(self, name: str):
+        return getattr(self._ctx, name)
+
+    def set(self, name: str, value: float, **labels) -> None:
+        self._families.add(name)
+        self._ctx.set(name, value, **labels)
+
+    def set_many(self, name: str, *args, **kwargs):
+        self._families.add(name)
+        return self._ctx.set_many(name, *args, **kwargs)
+
+    def include(self, pieces) -> None:
+        self._families.update(family.removeprefix("stackprobe_") for family in pieces)
+        self._ctx.include(pieces)
+
+
+def test_each_section_sets_exactly_the_families_it_declares(mariadb_factory, password_file, monkeypatch):
+    """mysql.COLLECTORS, from which the rules generator learns which section a KPI's series come
+    from (and so which failing section blinds it), against the families each section really
+    sets: one probe of a replica with an analysed, indexed table, where every section has
+    something to set (replication lag and channel, table sizes, index statistics)."""
+    schema = "sp_sections"
+    _, replica = start_replication(mariadb_factory, [schema], before_user=(
+        f"CREATE DATABASE {schema}",
+        f"CREATE TABLE {schema}.t (id INT PRIMARY KEY, k INT, KEY k (k))",
+        f"INSERT INTO {schema}.t SELECT seq, seq % 10 FROM {schema}.seq_1_to_100",
+        f"ANALYZE TABLE {schema}.t",
+    ))
+    set_by: dict[str, set[str]] = {}
+    run_section = mysql.MysqlProber._section
+
+    def noted(collector, read, session, ctx, *args):
+        families = set_by.setdefault(collector, set())
+        return run_section(collector, lambda s, c, *a: read(s, _Noting(c, families), *a), session, ctx, *args)
+
+    monkeypatch.setattr(mysql.MysqlProber, "_section", staticmethod(noted))
+    t = mysql.MysqlTarget(name="replica", service="gallery", port=replica.port, user=MONITOR_USER,
+                          password_file=password_file, schemas=(schema,), interval=20, timeout=15)
+    result = asyncio.run(probe_result(t, "mysql"))
+    assert result.success, result.message
+    assert set_by == {collector: set(families) for collector, families in mysql.COLLECTORS.items()}
+    assert mysql.PROBER.collectors is mysql.COLLECTORS
+    # Each family belongs to one section, except those that describe the probe and its sections.
+    declared = [f for families in mysql.COLLECTORS.values() for f in families]
+    about_the_probe = {"mysql_up", "mysql_collector_success", "mysql_collector_duration_seconds"}
+    assert sorted([*declared, *about_the_probe]) == sorted(f.name.removeprefix("stackprobe_") for f in mysql.FAMILIES)
+
+
+def test_replica_lag_and_channel(start_exporter, mariadb_factory, password_file):
+    primary, replica = start_replication(mariadb_factory, [])
     exporter = start_exporter(config(target("replica", replica, password_file), target("primary", primary, password_file)))
     exporter.wait_for_probe("replica")
     exporter.wait_for_probe("primary")

@@ -488,6 +488,10 @@ class Prober(Generic[T]):
     families: ClassVar[tuple[metrics.Family, ...]] = ()
     target_model: ClassVar[type[TargetConfig]]
     summary: ClassVar[str] = ""
+    #: The probe's sections that fail on their own, reported by `stackprobe_<name>_collector_success
+    #: {collector}`: section -> the families it sets (without the prefix), which are what is missing
+    #: while it fails. The rules generator reads it to tell which section a KPI's series come from.
+    collectors: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     async def probe(self, target: T, ctx: ProbeContext) -> None:
         raise NotImplementedError

@@ -326,6 +326,17 @@ class _IndexStats:
     pieces: dict[str, bytes]
 
 
+#: The probe's sections in the order they run, each with the families it sets: when the server
+#: refuses one of its statements, collector_success{collector} is 0 and exactly these are missing.
+#: The rules generator alerts on a section that the service's KPIs read (MysqlProber.collectors);
+#: tests/test_mysql.py holds every section to its list.
+COLLECTORS: dict[str, tuple[str, ...]] = {
+    "global_status": (*_STATUS_FAMILIES.values(), "mysql_max_connections"),
+    "replica_status": ("mysql_replica", "mysql_replication_lag_seconds", "mysql_replication_running"),
+    "tables": ("mysql_tables", "mysql_tables_omitted", "mysql_table_size_bytes", "mysql_table_rows"),
+    "index_stats": ("mysql_index_cardinality", "mysql_index_selectivity", "mysql_index_stats_timestamp_seconds"),
+}
+
 #: What this prober exports (exporter/metrics.py collects every prober's FAMILIES).
 FAMILIES = (
     gauge("mysql_up", "1 if the MySQL/MariaDB server accepted the connection and answered, else 0."),
@@ -347,7 +358,7 @@ FAMILIES = (
     gauge("mysql_replica", "1 if the server is a replica (has a replication source configured), else 0."),
     gauge("mysql_replication_lag_seconds", "Seconds_Behind_Master of a replica; absent on a primary, and while the SQL thread is stopped.", "channel"),
     gauge("mysql_replication_running", "1 if both the replica's IO and SQL threads are running.", "channel"),
-    gauge("mysql_collector_success", "1 if the section's statements succeeded at the last probe, 0 if the server refused one (a missing grant, say; /probe?debug=true tells which), so its series are missing: global_status, replica_status, tables, index_stats.", "collector"),
+    gauge("mysql_collector_success", "1 if the section's statements succeeded at the last probe, 0 if the server refused one (a missing grant, say; /probe?debug=true tells which), so its series are missing: " + ", ".join(COLLECTORS) + ".", "collector"),
     gauge("mysql_collector_duration_seconds", "How long the section took at the last probe (index_stats: at its last read, see index_stats_interval).", "collector"),
     gauge("mysql_index_stats_timestamp_seconds", "Unix time the exported index statistics were read (information_schema.STATISTICS is read every index_stats_interval)."),
 )
@@ -357,6 +368,7 @@ class MysqlProber(BlockingProber[MysqlTarget]):
     name = "mysql"
     families = FAMILIES
     target_model = MysqlTarget
+    collectors = COLLECTORS
     summary = "MySQL/MariaDB table and index sizes, server counters and replication lag (read-only)."
 
     def __init__(self) -> None:
