@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stackprobe.configsource import format_duration, parse_duration
+from stackprobe.exporter.metrics import PREFIX
 from stackprobe.exporter.probers import PROBERS
 
 from . import schedule, spec
@@ -161,12 +162,16 @@ class Alert:
     for_: float
     labels: Mapping[str, str]
     annotations: Mapping[str, Template]
-    kind: str  # "threshold" | "burn_rate" | "absent" | "target_absent" | "liveness" (a prober) | "external_absent" (an exporter)
+    #: "threshold" | "burn_rate" | "absent" | "target_absent" | "liveness" (a prober) |
+    #: "collector" (a section of a prober's probe) | "external_absent" (an exporter)
+    kind: str
     service: str
     where: Where
     kpi: KPI | None = None
     tier: Tier | None = None
     burn: BurnWindow | None = None
+    #: Collector alerts: each section it watches -> the alerts of the KPIs its failure blinds.
+    blinds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def indicator(self) -> Indicator | None:
@@ -262,6 +267,16 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Blinding:
+    """While `alert` fires for a section (`collector` label), the alerts of the KPIs reading that
+    section's series, on the same target, are inhibited."""
+
+    alert: str
+    collector: str
+    blinded: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Routing:
     runbook_base_url: str
     global_: Mapping[str, Any]
@@ -274,6 +289,8 @@ class Routing:
     #: Alerts saying a target is down; they inhibit that target's other alerts.
     liveness_alerts: tuple[str, ...]
     where: Where
+    #: Collector alerts: each inhibits only the KPI alerts its section blinds.
+    blindings: tuple[Blinding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -612,6 +629,12 @@ def prober_of(kpi: KPI) -> str | None:
     return next((p for p in PROBERS if any(m.startswith(f"stackprobe_{p}_") for m in ind.metrics)), None)
 
 
+def _liveness_for(service: spec.Service, prober: str) -> float:
+    """How long a prober's probes (or a section of them) must keep failing: `liveness.for`,
+    by default the prober's default interval + 1 min (two failed probes in a row)."""
+    return service.liveness.for_.get(prober, PROBERS[prober].target_model.default_interval + 60)
+
+
 def _probe_failure_alerts(service: spec.Service, kpis: list[KPI], planned: _Planned, playbook_url: str,
                           where: Where) -> list[Alert]:
     """Per prober the service's KPIs read: its targets' probes keep failing. With the exporter's
@@ -633,7 +656,7 @@ def _probe_failure_alerts(service: spec.Service, kpis: list[KPI], planned: _Plan
         if prober in covered or not priorities:
             continue
         priority = _most_urgent(priorities)
-        for_ = service.liveness.for_.get(prober, PROBERS[prober].target_model.default_interval + 60)
+        for_ = _liveness_for(service, prober)
         ms = [Matcher("service", service.id), Matcher("prober", prober)]
         out.append(Alert(
             name=camel(service.id) + camel(prober) + "ProbeFailing",
@@ -647,6 +670,88 @@ def _probe_failure_alerts(service: spec.Service, kpis: list[KPI], planned: _Plan
                 "runbook_url": Template.of(playbook_url),
             },
             kind="liveness", service=service.id, where=where,
+        ))
+    return out
+
+
+# --- collectors: one section of a probe fails while the probe succeeds --------------------------
+
+def collector_success_record(prober: str) -> str:
+    """The recorded `stackprobe_<prober>_collector_success`, per target and section."""
+    return f"service_target_collector:{PREFIX}{prober}_collector_success:min"
+
+
+def collectors_of(kpi: KPI) -> tuple[str, ...]:
+    """The sections of its prober whose families the KPI reads (Prober.collectors): a failing
+    one takes the KPI's series away while the probe itself succeeds."""
+    prober = prober_of(kpi)
+    if prober is None:
+        return ()
+    read = {m for ind in (kpi.indicator, kpi.objective) if ind is not None for m in ind.metrics}
+    return tuple(c for c, families in PROBERS[prober].collectors.items() if read & {PREFIX + f for f in families})
+
+
+def _collector_recordings(service: spec.Service, kpis: list[KPI], extra: tuple[str, ...],
+                          where: Where) -> list[Recording]:
+    """Per prober with sections the service's KPIs read: its collector_success of the service's
+    targets, one series per target and section."""
+    probers = sorted({p for k in kpis if k.alertable and collectors_of(k) and (p := prober_of(k))})
+    raw = {p: selector(f"{PREFIX}{p}_collector_success", [Matcher("service", service.id)]) for p in probers}
+    return [Recording(collector_success_record(p), keep_labels(f"min by (service, target, collector) ({raw[p]})", extra),
+                      {}, where) for p in probers]
+
+
+def _collector_alerts(service: spec.Service, kpis: list[KPI], planned: _Planned, playbook_url: str,
+                      where: Where) -> list[Alert]:
+    """Per prober with sections the service's alertable KPIs read (MySQL's global_status,
+    replica_status, tables, index_stats): `<Service><Prober>CollectorFailing` when one of those
+    sections keeps failing on a target while its probe succeeds (the server refuses one of its
+    statements: a revoked grant), which takes exactly the KPIs' series away, silently otherwise.
+    Its `for` and maintenance guard are those of `<Service><Prober>ProbeFailing`; its priority
+    is that of the most urgent KPI it blinds. Sections no KPI reads are not watched.
+
+    When the whole probe fails, the exporter keeps the last success's samples (collector_success
+    included) through 2 failed probes, then drops them: a section that was fine stays 1 and then
+    vanishes, so this alert stays quiet and the prober's liveness alert (ProbeFailing, or the
+    MySQL-down KPI) is the one that pages; one that was failing keeps this alert firing until its
+    series vanish (one failed probe neither fires nor resolves it), and meanwhile the liveness
+    alert, firing after its own `for`, inhibits it like every alert of its target (both carry
+    `target`). It is not a liveness alert itself: it inhibits only the alerts of the KPIs it
+    blinds on its target and section (`blinds`), never the target's others (its down alert,
+    the KPIs of sections that still work)."""
+    blinded: dict[str, dict[str, list[KPI]]] = {}
+    for kpi in kpis:
+        prober = prober_of(kpi)
+        if not kpi.alertable or prober is None or not kpi.alert_names:
+            continue
+        for collector in collectors_of(kpi):
+            blinded.setdefault(prober, {}).setdefault(collector, []).append(kpi)
+    out = []
+    for prober, by_collector in blinded.items():
+        # In the prober's own order, so the rule reads as the probe runs.
+        needed = [c for c in PROBERS[prober].collectors if c in by_collector]
+        priority = _most_urgent([p for c in needed for k in by_collector[c] for p in _priorities(k, service)])
+        for_ = _liveness_for(service, prober)
+        collector = Matcher("collector", "|".join(needed), "=~") if len(needed) > 1 else Matcher("collector", needed[0])
+        ms = [Matcher("service", service.id), collector]
+        kpi_list = "; ".join(f"{', '.join(k.title for k in by_collector[c])} ({c})" for c in needed)
+        out.append(Alert(
+            name=camel(service.id) + camel(prober) + "CollectorFailing",
+            expr=f"{selector(collector_success_record(prober), ms)} < 1{planned.guard(priority, None)}", for_=for_,
+            labels=_labels(service.id, f"{prober}_collector", "critical", priority, "availability"),
+            annotations={
+                "summary": Template.of(f"{service.title}: the ", LabelRef("collector"), f" section of the {prober} "
+                                       "probe of ", LabelRef("target"), " fails"),
+                "description": Template.of(
+                    "The ", LabelRef("collector"), f" section of the {prober} probe of ", LabelRef("target"),
+                    f" ({service.title}) has failed for {format_duration(for_)}: the server refuses one of its "
+                    f"statements (a missing grant, say) and the rest of the probe goes on without its series, so "
+                    f"the alerts of these KPIs cannot see it: {kpi_list}. /probe?target=", LabelRef("target"),
+                    "&debug=true shows the refused statement."),
+                "runbook_url": Template.of(playbook_url),
+            },
+            kind="collector", service=service.id, where=where,
+            blinds={c: tuple(name for k in by_collector[c] for name in k.alert_names) for c in needed},
         ))
     return out
 
@@ -732,10 +837,12 @@ def _service(cat: spec.Catalogue, service: spec.Service) -> Service:
         kpis.append(kpi)
         alerts += own
     alerts += _probe_failure_alerts(service, kpis, planned, playbook_url, where)
+    alerts += _collector_alerts(service, kpis, planned, playbook_url, where)
     alerts += _external_absent_alerts(service, kpis, planned, playbook_url, where)
     alerts.append(_absent_alert(service, playbook_url, planned, where))
     alerts.append(_target_absent_alert(service, playbook_url, planned, extra, where))
     recordings = _maintenance_recordings(service, kpis, planned, extra, where)
+    recordings += _collector_recordings(service, kpis, extra, where)
     seen = set()
     for i in bound.values():
         if i.provider == "stackprobe":
@@ -759,12 +866,14 @@ def _routing(r: spec.Routing, services: tuple[Service, ...], where: Where) -> Ro
     policies = {p: _policy(p, r.priorities[p]) for p in PRIORITIES}  # type: ignore[index]
     liveness = tuple(a.name for s in services for a in s.alerts
                      if a.kind == "liveness" or (a.kind == "threshold" and a.indicator is not None and a.indicator.liveness))
+    blindings = tuple(Blinding(a.name, collector, names) for s in services for a in s.alerts
+                      for collector, names in a.blinds.items())
     extra = tuple(r.aggregation_labels)
     return Routing(runbook_base_url=r.runbook_base_url, global_=dict(r.global_), group_by=_with(r.group_by, extra),
                    aggregation_labels=extra,
                    receivers=dict(r.receivers), policies=policies,
                    time_intervals={n: tuple(tis) for n, tis in r.time_intervals.items()},
-                   liveness_alerts=liveness, where=where)
+                   liveness_alerts=liveness, where=where, blindings=blindings)
 
 
 def resolve(cat: spec.Catalogue) -> Model:

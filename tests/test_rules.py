@@ -150,11 +150,41 @@ def test_routing_timing_and_time_intervals(resolved):
     assert intervals["weekly-summary"] == [{"weekdays": ["monday"], "times": [{"start_time": "09:00", "end_time": "10:00"}],
                                             "location": "UTC"}]
     assert "client-templates-business-hours" in intervals
-    *tiers, liveness = doc["inhibit_rules"]
+    tiers, [liveness], collectors = doc["inhibit_rules"][:2], doc["inhibit_rules"][2:3], doc["inhibit_rules"][3:]
     assert all(rule["equal"] == ["service", "kpi", "target"] for rule in tiers)
     assert "VedfolnirMysqlDownCritical" in liveness["source_matchers"][0]
     assert "ClientTemplatesBackupProbeFailing" in liveness["source_matchers"][0]
+    assert "CollectorFailing" not in liveness["source_matchers"][0]  # it silences only what it blinds
     assert liveness["equal"] == ["service", "target"]
+    assert {"VedfolnirMysqlCollectorFailing", "UniversalGalleryMysqlCollectorFailing"} <= {
+        r["source_matchers"][0].split('"')[1] for r in collectors}
+    assert all(r["equal"] == ["service", "target"] for r in collectors)
+
+
+def test_a_failing_mysql_section_alerts_for_the_kpis_it_blinds(resolved):
+    """<Service>MysqlCollectorFailing watches exactly the sections the service's alertable KPIs
+    read (vedfolnir's table growth is not alertable: `tables` unwatched), at the most urgent
+    priority they carry, with ProbeFailing's `for`; in Alertmanager it silences those KPIs'
+    alerts per section and target, and the target's down alert silences it."""
+    alerts = {s.id: next((a for a in s.alerts if a.kind == "collector"), None) for s in resolved.services}
+    assert {s for s, a in alerts.items() if a} == {"universal-gallery", "vedfolnir", "generative-art-gallery"}
+    vedfolnir = alerts["vedfolnir"]
+    assert vedfolnir.name == "VedfolnirMysqlCollectorFailing" and vedfolnir.for_ == 360
+    assert vedfolnir.blinds == {
+        "global_status": ("VedfolnirDbConnectionsUsageWarning", "VedfolnirDbSlowQueriesWarning"),
+        "replica_status": ("VedfolnirReplicationLagWarning", "VedfolnirReplicationStoppedWarning")}
+    assert 'collector=~"global_status|replica_status"} < 1\nunless on(service)' in vedfolnir.expr
+    assert vedfolnir.labels["priority"] == "P1"
+    gallery = alerts["universal-gallery"]
+    probe_failing = next(a for a in resolved.service("universal-gallery").alerts if a.name == "UniversalGalleryMysqlProbeFailing")
+    assert (gallery.labels["priority"], gallery.for_) == ("P2", probe_failing.for_)
+    assert "/probe?target={{ $labels.target }}&debug=true" in vedfolnir.rule()["annotations"]["description"]
+    rules = [r for r in alertmanager.inhibit_rules(resolved) if "Vedfolnir" in r["source_matchers"][0]]
+    by_section = {r["source_matchers"][1]: r["target_matchers"] for r in rules if len(r["source_matchers"]) == 2}
+    assert by_section == {'collector="replica_status"': ['alertname=~"VedfolnirReplicationLagWarning|VedfolnirReplicationStoppedWarning"'],
+                          'collector="global_status"': ['alertname=~"VedfolnirDbConnectionsUsageWarning|VedfolnirDbSlowQueriesWarning"']}
+    assert "VedfolnirMysqlDownCritical" in resolved.routing.liveness_alerts
+    assert vedfolnir.name not in resolved.routing.liveness_alerts
 
 
 def _selectors(expr: str) -> set[str]:

@@ -5,7 +5,8 @@ whose priority routes take routing.yaml's policy with the service's overrides fr
 (receiver, response time = repeat_interval, grouping, business hours in its own timezone); the
 priorities its maintenance windows mute carry `mute_time_intervals`. routing.yaml's policies
 also route alerts of no known service. Inhibitions: critical > warning > info for the same
-service, KPI and target, and a down input (a liveness alert) silences the alerts of its target.
+service, KPI and target, a down input (a liveness alert) silences the alerts of its target, and
+a failing section of a probe (a collector alert) only the alerts of the KPIs reading it there.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def _priority_route(policy: Policy, service: Service | None) -> dict[str, Any]:
 
 def inhibit_rules(model: Model) -> list[dict[str, Any]]:
     """Critical > warning > info of the same KPI *on the same target* (an alert without a target
-    label only inhibits others without one: Alertmanager compares missing labels as empty), and
-    a down input silences the other alerts of its target; both only within equal aggregation
-    labels (one cluster's alert never silences another's)."""
+    label only inhibits others without one: Alertmanager compares missing labels as empty), a
+    down input silences the other alerts of its target, and a failing probe section the alerts
+    of the KPIs it blinds on its target (not the target's other alerts: its down alert, the KPIs
+    of sections that still work); all only within equal aggregation labels (one cluster's alert
+    never silences another's)."""
     r = model.routing
     same_kpi = ("service", "kpi", "target", *r.aggregation_labels)
     inhibit = [  # lists of their own: a shared one would be written as a YAML alias
@@ -69,6 +72,10 @@ def inhibit_rules(model: Model) -> list[dict[str, Any]]:
     if r.liveness_alerts:
         inhibit.append({"source_matchers": [str(Matcher("alertname", "|".join(r.liveness_alerts), "=~"))],
                         "target_matchers": [str(Matcher("target", ".+", "=~"))],
+                        "equal": ["service", "target", *r.aggregation_labels]})
+    for b in r.blindings:
+        inhibit.append({"source_matchers": [str(Matcher("alertname", b.alert)), str(Matcher("collector", b.collector))],
+                        "target_matchers": [str(Matcher("alertname", "|".join(b.blinded), "=~"))],
                         "equal": ["service", "target", *r.aggregation_labels]})
     return inhibit
 

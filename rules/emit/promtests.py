@@ -22,6 +22,8 @@ from typing import Any
 import promql_parser
 
 from stackprobe.configsource import format_duration, parse_duration
+from stackprobe.exporter.probers import PROBERS
+from stackprobe.exporter.snapshot import KEEP_SAMPLES_THROUGH_FAILURES
 
 from ..fixture import evaluate
 from ..model import KPI, Alert, Indicator, Model, Service, prober_of
@@ -313,11 +315,15 @@ def _probe_labels(service: Service, target: str, prober: str) -> dict[str, str]:
             **{label: f"{label}-1" for label in service.aggregation_labels}}
 
 
+def _gauge_values(phases: list[Phase]) -> str:
+    """promtool's values of a gauge that holds each phase's value (None: no sample)."""
+    return " ".join(f"_x{ph.samples}" if ph.v is None else f"{number(ph.v)}+0x{ph.samples - 1}" for ph in phases)
+
+
 def _probe_series(service: Service, target: str, prober: str, phases: list[Phase]) -> dict[str, str]:
     """stackprobe_probe_success of one target: the phases' values (1 ok, 0 failed)."""
     labels = _probe_labels(service, target, prober)
-    parts = [f"_x{ph.samples}" if ph.v is None else f"{number(ph.v)}+0x{ph.samples - 1}" for ph in phases]
-    return {"series": _series("stackprobe_probe_success", labels), "values": " ".join(parts)}
+    return {"series": _series("stackprobe_probe_success", labels), "values": _gauge_values(phases)}
 
 
 def _liveness_cases(service: Service, alert: Alert) -> list[dict[str, Any]]:
@@ -335,6 +341,98 @@ def _liveness_cases(service: Service, alert: Alert) -> list[dict[str, Any]]:
         _case(f"{alert.name} [blip]: one failed {prober} probe raises nothing", [blip],
               [_check(alert, 3 + k, []) for k in (0, 1, held, held + 1)]),
     ]
+
+
+# --- collectors: one section of a probe failing while the probe succeeds ------------------------
+
+def _collector_prober(alert: Alert) -> str:
+    return alert.labels["kpi"].removesuffix("_collector")
+
+
+def _collector_labels(service: Service, collector: str, target: str | None = None) -> dict[str, str]:
+    """The labels of one section's collector_success (raw and recorded, so the alert's) on
+    `target`, by default the service's first."""
+    return {"service": service.id, "target": target or f"{service.id}-1", "collector": collector,
+            **{label: f"{label}-1" for label in service.aggregation_labels}}
+
+
+def _collector_series(service: Service, alert: Alert, collector: str, values: str,
+                      target: str | None = None) -> dict[str, str]:
+    """stackprobe_<prober>_collector_success of one section on `target`."""
+    return {"series": _series(f"stackprobe_{_collector_prober(alert)}_collector_success",
+                              _collector_labels(service, collector, target)), "values": values}
+
+
+def _others(service: Service, alert: Alert, failing: str, values: str) -> list[dict[str, str]]:
+    """The watched sections other than `failing`, all with these values."""
+    return [_collector_series(service, alert, c, values) for c in alert.blinds if c != failing]
+
+
+def _kept_samples(alert: Alert) -> int:
+    """How many samples a failed probe's target keeps its last success's series (the exporter's
+    KEEP_SAMPLES_THROUGH_FAILURES failed probes at the prober's default interval)."""
+    interval = PROBERS[_collector_prober(alert)].target_model.default_interval
+    return _steps(KEEP_SAMPLES_THROUGH_FAILURES * interval, STEP)
+
+
+def _collector_alerts(service: Service) -> list[Alert]:
+    return [a for a in service.alerts if a.kind == "collector"]
+
+
+def _collector_cases(service: Service, alert: Alert) -> list[dict[str, Any]]:
+    """Each watched section failing for `for` fires (one failure among successes does not); a
+    section no KPI reads failing does not; a failing probe, whose kept series vanish after 2
+    failed probes, leaves it quiet and its liveness alert fires, and a section that was failing
+    hands over to that liveness alert once its kept series vanish."""
+    prober = _collector_prober(alert)
+    held = _steps(alert.for_, STEP)
+    fire_at = held + 2
+    out = []
+    for collector in alert.blinds:
+        failing = _collector_series(service, alert, collector, f"0+0x{fire_at}")
+        blip = _collector_series(service, alert, collector, f"1+0x2 0 1+0x{fire_at}")
+        out += [
+            _case(f"{alert.name}: the {collector} section failing for {format_duration(alert.for_)} fires",
+                  [failing, *_others(service, alert, collector, f"1+0x{fire_at}")],
+                  [_check(alert, held - 1, []),
+                   _check(alert, fire_at, [_expected(alert, _collector_labels(service, collector))])]),
+            _case(f"{alert.name} [blip]: the {collector} section failing once raises nothing",
+                  [blip, *_others(service, alert, collector, f"1+0x{fire_at + 3}")],
+                  [_check(alert, 3 + k, []) for k in (0, 1, held, held + 1)]),
+        ]
+    unneeded = [c for c in PROBERS[prober].collectors if c not in alert.blinds]
+    if unneeded:
+        out.append(_case(f"{alert.name}: sections no KPI of {service.id} reads failing ({', '.join(unneeded)}) "
+                         f"raise nothing",
+                         [_collector_series(service, alert, c, f"0+0x{fire_at}") for c in unneeded]
+                         + _others(service, alert, "", f"1+0x{fire_at}"), [_check(alert, fire_at, [])]))
+    blinded = next(a for a in service.alerts if a.name == next(iter(alert.blinds.values()))[0])
+    live = blinding_alert(service, blinded)
+    assert live is not None, f"{alert.name}: no liveness alert for the {prober} probe"
+    kept = _kept_samples(alert)
+
+    def vanish(last: int) -> str:
+        """The last success's value while the exporter keeps it, then dropped."""
+        return f"{last}+0x{kept - 1} stale"
+
+    samples = max(_fire_time(live), kept) + 3
+    series, live_expected = _source_gone(service, live, samples)
+    out.append(_case(f"{alert.name} [probe failed]: the {prober} probe fails and the sections' kept series "
+                     f"vanish after {KEEP_SAMPLES_THROUGH_FAILURES} probes: quiet; {live.name} fires",
+                     series + _others(service, alert, "", vanish(1)),
+                     [_check(alert, k, []) for k in (1, held + 2, kept + 1, samples - 1)]
+                     + [_check(live, samples - 1, [live_expected])]))
+    collector = next(iter(alert.blinds))
+    before = fire_at + 1  # firing when the probe starts failing
+    samples = before + max(_fire_time(live), kept) + 3
+    series, live_expected = _source_gone(service, live, samples, healthy=before)
+    failing = _collector_series(service, alert, collector, f"0+0x{before - 1} {vanish(0)}")
+    out.append(_case(f"{alert.name} [probe failed]: the {collector} section failing, then the whole probe: firing "
+                     f"while its series are kept, quiet once they vanish; {live.name} fires (and inhibits it)",
+                     series + [failing, *_others(service, alert, collector, f"1+0x{before - 1} {vanish(1)}")],
+                     [_check(alert, before + kept - 1, [_expected(alert, _collector_labels(service, collector))]),
+                      _check(alert, before + kept + 2, []), _check(live, samples - 1, [live_expected])]))
+    return out
 
 
 def _exporter_match(service: Service, provider: str) -> dict[str, str]:
@@ -375,20 +473,24 @@ def blinding_alert(service: Service, alert: Alert) -> Alert | None:
         and a.kpi is not None and prober_of(a.kpi) == prober)
 
 
-def _source_gone(service: Service, live: Alert, samples: int) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """Inputs of a dead data source as the liveness alert sees them, and that alert's expected firing."""
+def _source_gone(service: Service, live: Alert, samples: int, healthy: int = 0
+                 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Inputs of a data source that dies after `healthy` samples as the liveness alert sees them,
+    and that alert's expected firing."""
     if live.kind == "external_absent":
+        assert not healthy
         match = _exporter_match(service, live.labels["kpi"].removesuffix("_absent"))
         other = {"series": _series("up", {"service": "some-other-service"}), "values": f"1+0x{samples - 1}"}
         return [other], _expected(live, match)
     target = f"{service.id}-1"
+    phases = [ph for ph in (Phase(healthy, 1), Phase(samples - healthy, 0)) if ph.samples]
     if live.kind == "liveness":
         prober = live.labels["kpi"].removesuffix("_probe")
         labels = _probe_labels(service, target, prober)
-        return [_probe_series(service, target, prober, [Phase(samples, 0)])], _expected(live, labels)
+        return [_probe_series(service, target, prober, phases)], _expected(live, labels)
     assert live.kpi is not None and live.indicator is not None
-    series, recorded = inputs(live.kpi, live.indicator, 0, samples)
-    probe = _probe_series(service, target, prober_of(live.kpi) or "", [Phase(samples, 0)])
+    series, recorded = timeline_inputs(live.kpi, live.indicator, phases)
+    probe = _probe_series(service, target, prober_of(live.kpi) or "", phases)
     if probe["series"] not in {s["series"] for s in series}:
         series.append(probe)
     return series, _expected(live, recorded, 0)
@@ -591,9 +693,18 @@ class _Run:
 
 def _downtime_runs(service: Service, begin: int, length: int, step: int, quiet: bool) -> list[_Run]:
     """Every KPI bad for `length` samples from `begin` (nothing before, good after), each KPI on
-    its own target, packed into as few runs as keep their inputs apart. The checks: the muted
-    priorities quiet during and after (when `quiet`), everything else fires."""
+    its own target, packed into as few runs as keep their inputs apart, and the first section
+    each collector alert watches failing as long (in the first run: no KPI reads collector_success).
+    The checks: the muted priorities quiet during and after (when `quiet`), everything else fires."""
     runs: list[_Run] = []
+
+    def expect(run: _Run, a: Alert, recorded: dict[str, str], v: float) -> None:
+        fire_at = begin + _fire_time(a, step)
+        muted = quiet and a.labels["priority"] in service.muted
+        run.checks.append(_check(a, fire_at, [] if muted else [_expected(a, recorded, _shown(a, v))], step))
+        if muted:  # and after the window: nothing either
+            run.checks += [_check(a, begin + length + k, [], step) for k in (3, 15)]
+
     for (kpi_id, _), group in _maintenance_groups(service).items():
         kpi, ind = group[0].kpi, group[0].indicator
         assert kpi is not None and ind is not None
@@ -613,11 +724,15 @@ def _downtime_runs(service: Service, begin: int, length: int, step: int, quiet: 
             name = _parse_series(x["series"])[0]
             run.metrics[name] = run.metrics.get(name, False) or service_level
         for a in group:
-            fire_at = begin + _fire_time(a, step)
-            muted = quiet and a.labels["priority"] in service.muted
-            run.checks.append(_check(a, fire_at, [] if muted else [_expected(a, recorded, _shown(a, v))], step))
-            if muted:  # and after the window: nothing either
-                run.checks += [_check(a, begin + length + k, [], step) for k in (3, 15)]
+            expect(run, a, recorded, v)
+    for a in _collector_alerts(service):
+        if not runs:
+            runs.append(_Run([], [], {}, set()))
+        collector, target = next(iter(a.blinds)), f"{service.id}-{a.labels['kpi']}"
+        phases = [Phase(begin, None), Phase(length, 0), Phase(3 * 3600 // step, 1)]
+        runs[0].series.append(_collector_series(service, a, collector, _gauge_values([ph for ph in phases if ph.samples]),
+                                                target))
+        expect(runs[0], a, _collector_labels(service, collector, target), 0)
     return runs
 
 
@@ -640,7 +755,8 @@ def maintenance_cases(service: Service) -> dict[int, list[dict[str, Any]]]:
     if service.maintenance_mode_kpi is not None:
         switch = next(a for a in service.alerts if a.kpi is not None and a.kpi.id == service.maintenance_mode_kpi)
         assert switch.kpi is not None and switch.indicator is not None
-        length = max(_fire_time(a) for g in _maintenance_groups(service).values() for a in g) + 2
+        downtime = [a for g in _maintenance_groups(service).values() for a in g] + _collector_alerts(service)
+        length = max(_fire_time(a) for a in downtime) + 2
         on, recorded = inputs(switch.kpi, switch.indicator, 1, length + 3 * 60)
         for run in _downtime_runs(service, 0, length, STEP, True):
             checks = run.checks + [_check(switch, _fire_time(switch), [_expected(switch, recorded, 1)])]
@@ -661,6 +777,8 @@ def cases(service: Service) -> dict[int, list[dict[str, Any]]]:
             new = _burn_rate_cases(alert)
         elif alert.kind == "liveness":
             new = _liveness_cases(service, alert)
+        elif alert.kind == "collector":
+            new = _collector_cases(service, alert)
         elif alert.kind == "external_absent":
             new = _external_absent_cases(service, alert)
         elif alert.kind == "target_absent":
