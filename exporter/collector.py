@@ -260,8 +260,8 @@ class MetricsPage:
     def writes(self, fmt: Format, gzip: bool = False) -> list[bytes]:
         """The body as the writes that send it. A plain body: its large pieces as they are stored,
         the small ones joined into runs (under WRITE_RUN_BYTES each): a multi-megabyte body is
-        not copied per scrape, where its fresh pages cost ~2 ms per 2.6 MB to fault in (large
-        allocations are mapped afresh, see snapshot.keep_large_allocations_mapped). A gzip body:
+        not copied per scrape, where its fresh pages cost ~2 ms per 2.6 MB to fault in (allocations
+        of 1 MiB or more are mapped afresh, see snapshot.keep_large_allocations_mapped). A gzip body:
         one write."""
         dynamic = self._per_scrape(fmt)
         with self._lock:
