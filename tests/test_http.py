@@ -535,7 +535,24 @@ def test_redirect_rules() -> None:
     assert set(elsewhere.headers) == {"accept"}
     other_port = post.redirected(302, "https://app.example:8443/", own)
     assert set(other_port.headers) == {"accept"}
-    for location in ("ftp://app.example/", "http://[::1/"):
+    # httpx.URL takes these two, but no connect can: getaddrinfo would raise UnicodeError or
+    # OverflowError (reason internal), so they are an invalid URL, like one httpx refuses.
+    for location in ("ftp://app.example/", "http://[::1/", "http://a..b/", "http://127.0.0.1:70000/"):
         with pytest.raises(ProbeError) as e:
             post.redirected(302, location, own)
         assert e.value.reason == "status"
+
+
+@pytest.mark.parametrize("url, complaint", [
+    ("http://127.0.0.1:70000/", "port 70000 is out of range"),
+    ("http://a..b/health", "'a..b' is not a host name"),
+    (f"http://{'x' * 64}.example/", "over-63-character label"),
+])
+def test_a_url_no_connect_can_reach_is_a_config_error(url: str, complaint: str) -> None:
+    from stackprobe.configsource import ConfigError
+    from stackprobe.exporter.config import parse
+
+    with pytest.raises(ConfigError) as e:
+        parse("t.yaml", f"http:\n  - {{name: web, service: s, url: '{url}'}}\n")
+    [line] = e.value.format_lines()
+    assert line.startswith("t.yaml:2: http[0].url") and complaint in line, line

@@ -162,6 +162,7 @@ class HttpTarget(SecretRef, TargetConfig):
             raise ValueError("the URL must be http:// or https:// with a host")
         if url.userinfo:
             raise ValueError("credentials in the URL are not allowed; use username and password_env/password_file")
+        connect_address(url)
         return value
 
     @field_validator("body_regex")
@@ -302,6 +303,21 @@ def parse_json(body: bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+def connect_address(url: "httpx.URL") -> tuple[str, int]:
+    """The host (ASCII, IDNA-encoded) and port to connect to; ValueError for what httpx.URL takes
+    but no connect can: a port over 65535, an empty or over-63-character host label (getaddrinfo
+    would raise UnicodeError or OverflowError, not an OSError)."""
+    port = url.port or _DEFAULT_PORTS[url.scheme]
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} is out of range (1-65535)")
+    host = url.raw_host.decode("ascii")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"{host!r} is not a host name: empty or over-63-character label") from None
+    return host, port
+
+
 def same_origin(a: "httpx.URL", b: "httpx.URL") -> bool:
     return (a.scheme, a.host, a.port or _DEFAULT_PORTS.get(a.scheme)) == (b.scheme, b.host, b.port or _DEFAULT_PORTS.get(b.scheme))
 
@@ -371,6 +387,10 @@ class Request:
             raise ProbeError("status", f"{status} to an invalid URL: {e}") from None
         if url.scheme not in _DEFAULT_PORTS or not url.host:
             raise ProbeError("status", f"{status} to {url}, not an http(s) URL")
+        try:
+            connect_address(url)
+        except ValueError as e:
+            raise ProbeError("status", f"{status} to an invalid URL: {e}") from None
         method = self.method
         if (status in (302, 303) and method != "HEAD") or (status == 301 and method == "POST"):
             method = "GET"
@@ -582,12 +602,12 @@ class HttpProber(Prober[HttpTarget]):
         if jar:  # the jar costs ~50 µs a hop even when empty, and most probes never see a cookie
             jar.add_cookie_header(CookieRequest(request))
 
-        host = request.url.raw_host.decode("ascii")
+        host, port = connect_address(request.url)
         # The TLS files are checked (a worker thread when there are files) while TCP connects.
         ssl_context = asyncio.ensure_future(tls.load_ssl_context(ctx)) if request.url.scheme == "https" else None
         try:
             with phases.timing("connect"):  # no lookup for an IP literal: asyncio sees it is one
-                reader, writer = await asyncio.open_connection(host, request.url.port or _DEFAULT_PORTS[request.url.scheme])
+                reader, writer = await asyncio.open_connection(host, port)
         except BaseException:
             # The connect failure is the one reported: the TLS files' check is dropped, cancelled
             # or, if it ended already, its outcome taken so that asyncio does not log it.
