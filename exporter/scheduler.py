@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from .config import Config, keeps_counters
 from .probers import PROBERS
 from .probers.base import ProbeContext, ProbeError, TargetConfig
-from .snapshot import Snapshot, TargetResult
+from .snapshot import TRIM_AFTER_BYTES, Snapshot, TargetResult
 
 log = logging.getLogger("stackprobe.scheduler")
 
@@ -68,14 +68,22 @@ async def run_probe(target: TargetConfig, prober_name: str) -> Outcome:
     return Outcome(ctx, reason, message, duration, time.time())
 
 
+def renders_inline(ctx: ProbeContext) -> bool:
+    """Whether a scheduled result is built on the event loop: few set() samples to render, and
+    no more rendered text than TRIM_AFTER_BYTES, past which building it ends in malloc_trim, a
+    walk of the whole heap that belongs in a worker thread (a 2,000-table MySQL result: 22
+    samples, 2.6 MB)."""
+    return len(ctx.samples) <= INLINE_RENDER_SAMPLES and sum(map(len, ctx.rendered.values())) < TRIM_AFTER_BYTES
+
+
 def next_result(outcome: Outcome, target: TargetConfig, prober_name: str, previous: TargetResult | None) -> TargetResult:
     """The TargetResult after `previous` (None: the first, counters from zero) and this outcome.
 
     A result of many samples is rendered off the event loop (a worker thread; /probe's request
     thread): its exposition must not stall the loop, where other probes are being timed. A small
-    one is cheaper to render than a thread is to start. Only set()'s samples count: families set
+    one is cheaper to render than a thread is to start (renders_inline decides). Families set
     whole (set_many: a MySQL target's tables and indexes) were rendered by the probe, so the
-    result of 2,000 tables (22 samples) costs ~0.5 ms here.
+    result of 2,000 tables (22 samples) costs ~0.5 ms here, plus malloc_trim.
     """
     if previous is not None and previous.target != target and keeps_counters(previous.target, target):
         previous = replace(previous, target=target)
@@ -175,7 +183,7 @@ class Scheduler:
             await asyncio.sleep(max(0.0, next_run - loop.time()))
             outcome = await self._probe(target, prober_name)
             previous = self.snapshot.get(target.name)
-            if len(outcome.ctx.samples) <= INLINE_RENDER_SAMPLES:
+            if renders_inline(outcome.ctx):
                 result = next_result(outcome, target, prober_name, previous)
             else:
                 result = await asyncio.to_thread(next_result, outcome, target, prober_name, previous)

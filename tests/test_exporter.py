@@ -530,3 +530,16 @@ def test_freed_memory_is_given_back_through_glibc():
     assert snapshot._malloc_trim is not None and snapshot._mallopt is not None
     snapshot.release_free_memory()
     assert snapshot._mallopt(snapshot._M_MMAP_THRESHOLD, snapshot.MMAP_THRESHOLD_BYTES) == 1  # glibc accepted it
+
+
+def test_a_result_that_ends_in_malloc_trim_is_built_off_the_event_loop():
+    """Few set() samples but megabytes rendered by set_many (a 2,000-table MySQL target): the
+    result's building ends in malloc_trim, a walk of the whole heap, so it goes to a thread."""
+    from stackprobe.exporter.snapshot import TRIM_AFTER_BYTES
+
+    target = PROBERS["backup"].target_model(name="b", service="portfolio", path="/nonexistent", globs=["*"])
+    ctx = ProbeContext(target)
+    ctx.set("backup_files", 3)
+    assert scheduler_mod.renders_inline(ctx)
+    ctx.rendered["stackprobe_backup_file_size_bytes"] = b"x" * TRIM_AFTER_BYTES
+    assert not scheduler_mod.renders_inline(ctx)
