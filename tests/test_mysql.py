@@ -298,6 +298,24 @@ def make_deadlock(server: MariaDB) -> None:
             conn.close()
 
 
+def test_a_refused_tables_section_fails_index_stats_too(start_exporter, db, password_file, monkeypatch):
+    """index_stats reads the indexes of the tables the tables section lists: when that section
+    is refused, index_stats says 0 too (an alert on it must not stay silent while its series are
+    gone), and the sections before it are unaffected."""
+    def refused(*args, **kwargs):
+        raise mysql.StatementRefused(1142, "SELECT command denied to user for table 'TABLES'")
+
+    monkeypatch.setattr(mysql, "_tables", refused)
+    exporter = start_exporter(config(target("notables", db, password_file, interval="5s", timeout="5s")))
+    exporter.wait_for_probe("notables")
+    scrape = exporter.scrape()
+    assert series(scrape, "stackprobe_mysql_collector_success", "notables") == {
+        (("collector", "global_status"),): 1, (("collector", "replica_status"),): 1,
+        (("collector", "tables"),): 0, (("collector", "index_stats"),): 0}
+    assert series(scrape, "stackprobe_mysql_index_cardinality", "notables") == {}
+    assert exporter.value("stackprobe_probe_success", target="notables") == 1
+
+
 def test_deadlock_fallback_reads_innodb_metrics(db):
     """MySQL 8 has no Innodb_deadlocks; the INNODB_METRICS fallback counts the same deadlocks."""
     t = mysql.MysqlTarget(name="x", service="gallery", user="root", unix_socket=db.socket)

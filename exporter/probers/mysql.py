@@ -394,6 +394,9 @@ class MysqlProber(BlockingProber[MysqlTarget]):
             kept = self._section("tables", _tables, session, ctx, table_keys)
             if kept is not None:
                 self._section("index_stats", self._index_series, session, ctx, kept)
+            else:  # it reads the indexes of the tables that section lists: as blind as that one
+                ctx.log("section index_stats skipped: the tables section failed")
+                ctx.set("mysql_collector_success", 0, collector="index_stats")
 
     @staticmethod
     def _section(collector: str, read: Callable[..., Any], session: Session, ctx: ProbeContext, *args: Any) -> Any:
