@@ -545,10 +545,10 @@ def _without_tables(pieces: dict[str, bytes], gone: set[tuple[str, str]]) -> dic
     out = {}
     for family, piece in pieces.items():
         lines = []
-        for line in piece.splitlines(keepends=True):
+        for line in piece.split(b"\n")[:-1]:  # not splitlines(): a name may hold a bare \r
             start = line.index(b',schema="') + 1
             if line[start:line.index(b'",index="', start)] not in names:
-                lines.append(line)
+                lines.append(line + b"\n")
         if lines:
             out[family] = b"".join(lines)
     return out
