@@ -104,6 +104,9 @@ class TargetResult:
     series: Mapping[str, bytes] = field(default_factory=dict, repr=False)
     #: The families of the last successful probe, while a failed probe may still export them.
     kept_series: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    #: Its set() samples as values (a few dozen: up, status, collector_success...), merged series
+    #: by series into the families a failed probe set only partly.
+    kept_samples: Mapping[tuple[str, Labels], float] = field(default_factory=dict, repr=False)
     failures_in_a_row: int = 0
     log: tuple[str, ...] = ()
     errors: Mapping[str, int] = field(default_factory=dict)
@@ -123,21 +126,30 @@ class TargetResult:
                   duration: float, finished_at: float) -> "TargetResult":
         """The next result after a probe finished; carries the counters and histograms forward.
 
-        A failed probe exports its own families over those of the last successful probe, family
-        by family (a family the failed probe set at all is its own, whole; the others are the last
-        success's), for at most KEEP_SAMPLES_THROUGH_FAILURES failed probes in a row: one failed
-        probe must neither make a firing alert's series vanish (and the alert resolve) nor, if the
-        failure lasts, leave old values standing in for a target that no longer answers. The
-        prober's `_up` family is never kept: it says what this probe found, 0 if it found nothing.
+        A failed probe exports its own series over those of the last successful probe, for at
+        most KEEP_SAMPLES_THROUGH_FAILURES failed probes in a row: one failed probe must neither
+        make a firing alert's series vanish (and the alert resolve) nor, if the failure lasts,
+        leave old values standing in for a target that no longer answers. Families set whole
+        (set_many: a MySQL target's tables and indexes) are replaced whole; set()'s families
+        series by series (a failed MySQL probe that ran one section keeps the other sections'
+        collector_success). The prober's `_up` family is never kept: it says what this probe
+        found, 0 if it found nothing.
         """
         own = ctx.pieces()  # the scheduler closed ctx to writes
         failures = 0 if success else self.failures_in_a_row + 1
         if success:
             series = kept = MappingProxyType(own)
+            kept_samples = MappingProxyType(ctx.samples)
         else:
-            kept = self.kept_series if failures <= KEEP_SAMPLES_THROUGH_FAILURES else MappingProxyType({})
+            within = failures <= KEEP_SAMPLES_THROUGH_FAILURES
+            kept = self.kept_series if within else MappingProxyType({})
+            kept_samples = self.kept_samples if within else MappingProxyType({})
             up = metrics.up_family(self.prober)
             exported = {name: piece for name, piece in kept.items() if name != up} | own
+            partly = {name for name, _ in ctx.samples} - {up}
+            merged = {key: value for key, value in kept_samples.items() if key[0] in partly}
+            if merged:
+                exported |= render_samples(target_labels(self.target), merged | ctx.samples)
             if up is not None and up not in exported:
                 exported |= render_samples(target_labels(self.target), {(up, ()): 0.0})
             series = MappingProxyType(exported)
@@ -151,7 +163,7 @@ class TargetResult:
         result = replace(
             self, success=success, reason=reason, message=message, duration=duration,
             finished_at=finished_at, last_success_at=finished_at if success else self.last_success_at,
-            series=series, kept_series=kept, failures_in_a_row=failures, log=tuple(ctx.log_lines),
+            series=series, kept_series=kept, kept_samples=kept_samples, failures_in_a_row=failures, log=tuple(ctx.log_lines),
             errors=MappingProxyType(errors), histograms=MappingProxyType(histograms),
         )
         pieces = render_result(result)

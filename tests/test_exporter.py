@@ -490,20 +490,23 @@ def test_up_is_never_kept_from_an_earlier_probe(start_exporter):
     assert dict(failed.samples) == {("stackprobe_redis_up", ()): 0.0, ("stackprobe_redis_connected_clients", ()): 4.0}
 
 
-def test_a_failed_probe_replaces_a_kept_family_whole():
-    """Kept family by family: a family the failed probe set at all is its own, every series of it."""
-    target = PROBERS["redis"].target_model(name="r", service="cache", url="redis://127.0.0.1:1/0")
+def test_a_failed_probe_replaces_a_set_many_family_whole():
+    """A family set whole (set_many: a MySQL target's tables) that the failed probe set is its
+    own, every series of it; the families it did not set keep the last success's series (and
+    set() families series by series: the test below)."""
+    target = PROBERS["mysql"].target_model(name="db", service="gallery", user="u")
     ok = ProbeContext(target)
-    ok.set("redis_connected_clients", 4)
-    for db, keys in (("0", 10), ("1", 20)):
-        ok.set("redis_db_keys", keys, db=db)
-    result = TargetResult(target, "redis").completed(ok, success=True, reason=None, message="", duration=0.1,
+    ok.set_many("mysql_table_rows", ("schema", "table"), (), [(("s", "a"), (), 10), (("s", "b"), (), 20)])
+    ok.set("mysql_threads_connected", 4)
+    result = TargetResult(target, "mysql").completed(ok, success=True, reason=None, message="", duration=0.1,
                                                      finished_at=time.time())
     partial = ProbeContext(target)
-    partial.set("redis_db_keys", 11, db="0")
+    partial.set_many("mysql_table_rows", ("schema", "table"), (), [(("s", "a"), (), 11)])
+    partial.set("mysql_up", 1)
     failed = result.completed(partial, success=False, reason="query", message="", duration=0.1, finished_at=time.time())
-    assert dict(failed.samples) == {("stackprobe_redis_up", ()): 0.0, ("stackprobe_redis_connected_clients", ()): 4.0,
-                                    ("stackprobe_redis_db_keys", (("db", "0"),)): 11.0}
+    assert dict(failed.samples) == {
+        ("stackprobe_mysql_up", ()): 1.0, ("stackprobe_mysql_threads_connected", ()): 4.0,
+        ("stackprobe_mysql_table_rows", (("schema", "s"), ("table", "a"))): 11.0}
 
 
 def test_a_prober_cannot_declare_a_family_outside_its_name_or_twice():
@@ -543,3 +546,25 @@ def test_a_result_that_ends_in_malloc_trim_is_built_off_the_event_loop():
     assert scheduler_mod.renders_inline(ctx)
     ctx.rendered["stackprobe_backup_file_size_bytes"] = b"x" * TRIM_AFTER_BYTES
     assert not scheduler_mod.renders_inline(ctx)
+
+
+def test_a_failed_probe_keeps_the_last_successes_series_of_a_family_it_set_only_partly():
+    """A failed MySQL probe that ran its first section only: the sections it did not reach keep
+    their collector_success of the last success, the one it ran says what it found now, so a
+    firing MysqlCollectorFailing neither resolves nor restarts its `for` on one failed probe."""
+    target = PROBERS["mysql"].target_model(name="db", service="gallery", user="u")
+    ok = ProbeContext(target)
+    ok.set("mysql_up", 1)
+    for collector, value in (("global_status", 1), ("tables", 0)):
+        ok.set("mysql_collector_success", value, collector=collector)
+    first = TargetResult(target, "mysql").completed(ok, success=True, reason=None, message="", duration=0.1, finished_at=1.0)
+    partial = ProbeContext(target)
+    partial.set("mysql_up", 1)
+    partial.set("mysql_collector_success", 1, collector="global_status")
+    failed = first.completed(partial, success=False, reason="timeout", message="", duration=5.0, finished_at=2.0)
+    success = {dict(labels)["collector"]: value for (name, labels), value in failed.samples.items()
+               if name == "stackprobe_mysql_collector_success"}
+    assert success == {"global_status": 1, "tables": 0}
+    for _ in range(2):  # past KEEP_SAMPLES_THROUGH_FAILURES, only what the probe itself found
+        failed = failed.completed(partial, success=False, reason="timeout", message="", duration=5.0, finished_at=3.0)
+    assert {dict(labels)["collector"] for (name, labels) in failed.samples if name == "stackprobe_mysql_collector_success"} == {"global_status"}
