@@ -14,7 +14,6 @@ import gzip
 import html
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import string
-import subprocess
 import sys
 import time
 from collections import Counter

@@ -20,7 +20,7 @@ from prometheus_client.utils import floatToGoString
 from fixtures.exporter import RunningExporter, Series, parse_scrape
 from fixtures.http_servers import (BIG_BODY_BYTES, BOMB_BYTES, JSON_BODY, PASSWORD, SESSION_COOKIE, USERNAME, HttpPeer,
                                    TlsPeer, encoded_bodies)
-from fixtures.net import free_port, wait_until
+from fixtures.net import free_port
 from fixtures.probing import probe_result
 from stackprobe.configsource import ConfigError
 from stackprobe.exporter import config as config_mod

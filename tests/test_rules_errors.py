@@ -260,7 +260,7 @@ def test_routing_alertmanager_would_reject_is_caught_at_load(dirs, old, new, fie
     (catalogue / "routing.yaml").write_text(text.replace(old, new))
     result = build(catalogue, out)
     assert result.exit_code == 2, result.output
-    assert f"routing.yaml:" in result.output and f": {field}: " in result.output and message in result.output, result.output
+    assert "routing.yaml:" in result.output and f": {field}: " in result.output and message in result.output, result.output
     assert not out.exists()
 
 
